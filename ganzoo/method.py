@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ganzoo.config import OptimConfig
 from ganzoo.losses import AdversarialLoss
+from ganzoo.precision import Precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,8 @@ class MethodParts:
         channels_a: channels of domain A images.
         channels_b: channels of domain B images.
         device: the training device.
-        autocast: a context manager factory for the recipe's precision (a no-op for fp32).
+        precision: the run's precision: wrap forward passes in ``precision.autocast()`` and
+            update with ``precision.backward_step(loss, optimizer, name)``.
         seed: the run's seed (for method-owned random state such as image pools).
     """
 
@@ -35,7 +37,7 @@ class MethodParts:
     channels_a: int
     channels_b: int
     device: torch.device
-    autocast: Callable[[], ContextManager]
+    precision: Precision
     seed: int = 0
 
     def adam(self, modules: list[nn.Module]) -> torch.optim.Optimizer:

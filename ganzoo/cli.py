@@ -1,0 +1,185 @@
+"""The ``ganzoo`` command line: run, translate, eval, list, plugins, data.
+
+User errors (GanzooError) are printed as one message without a traceback and exit with
+code 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ganzoo.errors import GanzooError, RecipeError
+
+KIND_ALIASES = {"generators": "generator", "discriminators": "discriminator", "losses": "loss",
+                "pairings": "pairing", "methods": "method"}
+
+
+def _registry():
+    from ganzoo.plugins import get_plugin_manager
+    from ganzoo.registry import Registry
+
+    pm = get_plugin_manager()
+    return pm, Registry(pm)
+
+
+class UserError(click.ClickException):
+    """A GanzooError on its way out: click prints ``error: <message>`` and exits with 2."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GanzooError as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ganzoo")
+def cli() -> None:
+    """ganzoo: image-to-image translation GANs as plugins (CycleGAN, pix2pix, yours)."""
+
+
+@cli.command()
+@click.argument("recipe", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a recipe key, e.g. --set generator.ngf=32 (repeatable).")
+@click.option("--steps", type=click.IntRange(min=1), help="Stop after N training steps (sets run.max_steps).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: runs/<run.name>).")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
+              help="Continue the run in this directory from its latest checkpoint.")
+def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out: Path | None,
+        resume: Path | None) -> None:
+    """Train from a RECIPE (a TOML file in recipes/), or --resume a run."""
+    from ganzoo.runner import run_training
+
+    if recipe is None and resume is None:
+        raise RecipeError("ganzoo run: give a RECIPE file (e.g. recipes/quickstart.toml) or --resume RUN_DIR.")
+    pm, registry = _registry()
+    run_training(pm, registry, recipe=recipe, overrides=list(overrides), steps=steps, out=out, resume=resume)
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="A run directory (its latest checkpoint) or a checkpoint file.")
+@click.option("--input", "input_", required=True, type=click.Path(path_type=Path), help="An image or a folder.")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the translated PNGs.")
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batch_size: int, device: str) -> None:
+    """Translate images at their own size and write PNGs (16-bit in, 16-bit out)."""
+    from ganzoo.build import resolve_device
+    from ganzoo.data.images import list_images
+    from ganzoo.inference import load_run, translate_files
+
+    _, registry = _registry()
+    dev = resolve_device(device, "--device")
+    recipe, method, _ = load_run(checkpoint, registry, dev)
+    try:
+        net = method.generator(direction)
+    except ValueError as exc:
+        raise GanzooError(f"--direction {direction}: {exc}") from None
+    if input_.is_dir():
+        files = list_images(input_)
+        if not files:
+            raise GanzooError(f"{input_}: no images in this folder (looked for jpg, png, bmp, tif, webp).")
+    elif input_.is_file():
+        files = [input_]
+    else:
+        raise GanzooError(f"{input_}: no such image or folder.")
+    channels = recipe.data.channels_a if direction == "AtoB" else recipe.data.channels_b
+    written = translate_files(net, files, output, channels_in=channels, device=dev, batch_size=batch_size)
+    click.echo(f"wrote {len(written)} image(s) to {output}")
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True)
+@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def eval_(run_dir: Path, split: str, direction: str, device: str) -> None:
+    """PSNR, SSIM and L1 of a run's translations against ground truth, next to the input's."""
+    from ganzoo.build import resolve_device
+    from ganzoo.evaluate import evaluate, format_table, save_result
+    from ganzoo.inference import load_run
+
+    _, registry = _registry()
+    dev = resolve_device(device, "--device")
+    recipe, method, _ = load_run(run_dir, registry, dev)
+    result = evaluate(recipe, method, registry, dev, split=split, direction=direction)
+    click.echo(format_table(result))
+    if run_dir.is_dir():
+        click.echo(f"saved {save_result(result, run_dir)}")
+
+
+@cli.command(name="list")
+@click.argument("kind", type=click.Choice(sorted(KIND_ALIASES) + sorted(KIND_ALIASES.values())))
+def list_(kind: str) -> None:
+    """List registered components of KIND with a one-line summary."""
+    _, registry = _registry()
+    kind = KIND_ALIASES.get(kind, kind)
+    entries = registry.list(kind)
+    width = max((len(e.spec.name) for e in entries), default=0)
+    for e in entries:
+        click.echo(f"{e.spec.name:<{width}}  {e.spec.summary}  [{e.plugin}]")
+
+
+@cli.command()
+def plugins() -> None:
+    """List loaded plugins: name, distribution, version and what each registers."""
+    pm, registry = _registry()
+    provided: dict[str, list[str]] = {}
+    for kind in KIND_ALIASES.values():
+        for e in registry.list(kind):
+            provided.setdefault(e.plugin, []).append(f"{kind} {e.spec.name}")
+    for name, plugin in pm.list_name_plugin():
+        dist, version = pm.distribution(name)
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        click.echo(f"{name} ({dist} {version})")
+        click.echo(f"    hooks: {', '.join(hooks) or '(none)'}")
+        if provided.get(name):
+            click.echo(f"    registers: {', '.join(provided[name])}")
+
+
+@cli.group(cls=_Group)
+def data() -> None:
+    """Datasets: list the known ones and download (or render) them."""
+
+
+@data.command(name="list")
+def data_list() -> None:
+    """Names accepted by `ganzoo data download`."""
+    from ganzoo.data.download import DATASETS
+
+    for name, info in sorted(DATASETS.items()):
+        click.echo(f"{name:<28} {getattr(info, 'summary', '')}")
+
+
+@data.command()
+@click.argument("name")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True,
+              help="Folder that receives data/NAME.")
+def download(name: str, root: Path) -> None:
+    """Download a dataset of the reference (or render the built-in 'glyphs') into ROOT/NAME."""
+    from ganzoo.data.download import download_dataset
+
+    path = download_dataset(name, root)
+    click.echo(f"dataset ready: {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="ganzoo")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""PairDataset: the base of every pairing, and the deterministic CPU part of preprocessing.
+
+A pairing's dataset yields dicts ``{"A", "B", "A_path", "B_path"}`` of float tensors in
+[0, 1], already resized the way the reference's ``--preprocess`` resizes (``resize_for``);
+the random part (crop, flip) and the normalisation to [-1, 1] run later on the training
+device (:mod:`ganzoo.data.augment`), so a dataset item depends only on (index, epoch, seed).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ganzoo.config import AugmentConfig
+from ganzoo.data.images import Decoded, convert_channels, open_image, to_tensor
+
+_MAKE_POWER_2_BASE = 4  # the reference rounds sizes to a multiple of 4 for preprocess "none"
+
+
+def image_size(img: Decoded) -> tuple[int, int]:
+    """(width, height) of a decoded image, PIL-style."""
+    if isinstance(img, Image.Image):
+        return img.size
+    return img.shape[-1], img.shape[-2]
+
+
+def target_size(width: int, height: int, augment: AugmentConfig) -> tuple[int, int]:
+    """The (width, height) an image of this size is resized to before the random crop."""
+    load, crop = augment.load_size, augment.crop_size
+    if augment.preprocess == "resize_and_crop":
+        return load, load
+    if augment.preprocess in ("scale_width", "scale_width_and_crop"):
+        if width == load and height >= crop:
+            return width, height
+        return load, int(max(load * height / width, crop))
+    if augment.preprocess == "none":
+        base = _MAKE_POWER_2_BASE
+        return max(base, int(round(width / base) * base)), max(base, int(round(height / base) * base))
+    return width, height  # "crop": the crop itself happens on the device
+
+
+def resize_for(img: Decoded, augment: AugmentConfig) -> Decoded:
+    """Apply the deterministic resize of ``augment.preprocess`` to one image.
+
+    ``resize_and_crop`` resizes to (load_size, load_size); ``scale_width[_and_crop]`` scales
+    the width to load_size keeping the aspect ratio, but never below crop_size in height (the
+    reference's ``__scale_width``); ``none`` rounds both sides to a multiple of 4 (the
+    reference's ``__make_power_2``); ``crop`` leaves the image alone.
+
+    8-bit PIL images are resized by PIL bicubic exactly as the reference. 16-bit tensors are
+    resized in float by ``F.interpolate(mode="bicubic", antialias=True)``, which uses PIL's
+    kernel (a = -0.5) but does not round to 8 bits; results differ from an 8-bit resize by at
+    most about one 8-bit step, and overshoot is clamped to [0, 1].
+    """
+    width, height = image_size(img)
+    new = target_size(width, height, augment)
+    if new == (width, height):
+        return img
+    if isinstance(img, Image.Image):
+        return img.resize(new, Image.Resampling.BICUBIC)
+    out = F.interpolate(img[None], size=(new[1], new[0]), mode="bicubic", antialias=True, align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def crop_box(img: Decoded, left: int, right: int) -> Decoded:
+    """The columns [left, right) of a decoded image (used to split A|B images)."""
+    if isinstance(img, Image.Image):
+        return img.crop((left, 0, right, img.size[1]))
+    return img[..., left:right].clone()
+
+
+class PairDataset(Dataset):
+    """Base class of the datasets a pairing builds: items of two images, A and B.
+
+    Subclasses implement ``__len__`` and ``__getitem__``; :meth:`load` reads, converts and
+    resizes one file. Random choices must come from ``(seed, epoch, index)`` only, so that
+    every DataLoader worker and a resumed run see the same items.
+
+    Args:
+        augment: the recipe's [augment] section; only its resize part is applied here.
+        channels_a: channels of item["A"].
+        channels_b: channels of item["B"].
+        seed: the run's seed.
+
+    Shape:
+        - item["A"]: (channels_a, H, W), float in [0, 1].
+        - item["B"]: (channels_b, H', W'), float in [0, 1].
+
+    Attributes:
+        aligned: True when A and B of an item are a true pair, so augmentation must crop and
+            flip both identically.
+    """
+
+    aligned: bool = False
+
+    def __init__(self, *, augment: AugmentConfig, channels_a: int, channels_b: int, seed: int = 0) -> None:
+        self.augment = augment
+        self.channels_a = channels_a
+        self.channels_b = channels_b
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch that random pairings depend on.
+
+        Call it before creating the DataLoader iterator of that epoch: workers receive a copy
+        of the dataset when the iterator starts (so do not use ``persistent_workers=True``
+        with random pairing).
+        """
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load(self, path: Path, channels: int) -> Tensor:
+        """Read ``path`` with ``channels`` channels and apply :func:`resize_for`."""
+        img, _ = open_image(path)
+        return to_tensor(resize_for(convert_channels(img, channels, path), self.augment))
+
+    def item(self, a: Tensor, b: Tensor, a_path: Path, b_path: Path) -> dict[str, Any]:
+        """The item dict every pairing returns."""
+        return {"A": a, "B": b, "A_path": str(a_path), "B_path": str(b_path)}
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(len={len(self)}, aligned={self.aligned}, channels=({self.channels_a}, "
+            f"{self.channels_b}), preprocess={self.augment.preprocess!r})"
+        )
+
+
+def random_index(seed: int, epoch: int, index: int, n: int) -> int:
+    """A random integer in [0, n) that depends only on (seed, epoch, index)."""
+    rng = np.random.default_rng([seed % 2**63, epoch % 2**63, index])
+    return int(rng.integers(n))

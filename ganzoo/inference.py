@@ -1,0 +1,133 @@
+"""Load trained networks from a run or a checkpoint file and translate images of any size."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganzoo import checkpoint
+from ganzoo.checkpoint import RunCheckpoints
+from ganzoo.config import Recipe, load_recipe
+from ganzoo.errors import CheckpointError, GanzooError
+from ganzoo.method import Method
+from ganzoo.registry import Registry
+
+
+def load_networks(method: Method, states: dict[str, dict[str, torch.Tensor]], source: str) -> None:
+    """Load state_dicts into the method's networks; a mismatch names the keys and shapes."""
+    for name, net in method.networks.items():
+        if name not in states:
+            raise CheckpointError(f"{source}: no weights for network '{name}' (found: {', '.join(states)}).")
+        load_state_dict_checked(net, states[name], f"{source} network '{name}'")
+
+
+def load_state_dict_checked(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with a readable report of every difference."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        lines = []
+        if shapes:
+            lines.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:5]))
+        if missing:
+            lines.append(f"{len(missing)} missing key(s): " + ", ".join(missing[:5]))
+        if unexpected:
+            lines.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:5]))
+        raise CheckpointError(
+            f"{where}: the weights do not fit this architecture. " + ". ".join(lines)
+            + ". The checkpoint was trained with another generator/discriminator or other widths: "
+            "use the recipe it was trained with."
+        )
+    net.load_state_dict(state, strict=True)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        latest = RunCheckpoints(path).latest()
+        if latest is None:
+            raise CheckpointError(
+                f"{path}: no checkpoint in this run directory (expected checkpoints/step_*.safetensors). "
+                "Train first with `ganzoo run RECIPE`, or pass a checkpoint file."
+            )
+        return latest
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file or run directory.")
+    return path
+
+
+def load_run(path: str | Path, registry: Registry, device: torch.device) -> tuple[Recipe, Method, dict]:
+    """Rebuild the method of a saved run from the recipe stored in its checkpoint."""
+    from ganzoo.build import build_method
+
+    ckpt = find_checkpoint(path)
+    tree = checkpoint.load(ckpt)
+    recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
+    method = build_method(recipe, registry, device)
+    load_networks(method, tree["networks"], str(ckpt))
+    method.train(False)
+    return recipe, method, tree
+
+
+def size_multiple(net: nn.Module) -> int:
+    """The factor input sizes must be a multiple of (``size_multiple`` attribute, default 4)."""
+    return int(getattr(net, "size_multiple", 4))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (B, C, H, W) on the bottom/right to multiples of ``multiple``; return the old size."""
+    h, w = x.shape[-2:]
+    ph, pw = math.ceil(h / multiple) * multiple - h, math.ceil(w / multiple) * multiple - w
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+@torch.no_grad()
+def translate_batch(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Translate a batch in [-1, 1] of any size, padding to what the network needs."""
+    padded, (h, w) = pad_to_multiple(x, size_multiple(net))
+    return net(padded)[..., :h, :w]
+
+
+def translate_files(
+    net: nn.Module, files: Iterable[Path], out_dir: Path, *, channels_in: int, device: torch.device,
+    batch_size: int = 8, preserve_depth: bool = True,
+) -> list[Path]:
+    """Translate image files into PNGs in ``out_dir`` at each input's own size.
+
+    Images of the same size are batched together. 16-bit inputs give 16-bit outputs when
+    ``preserve_depth``.
+    """
+    from ganzoo.data.images import read_image, write_image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups: dict[tuple[int, int], list[tuple[Path, torch.Tensor, int]]] = {}
+    for f in files:
+        img, bits = read_image(f, channels_in)
+        groups.setdefault(tuple(img.shape[-2:]), []).append((f, img, bits))
+    written = []
+    for items in groups.values():
+        for i in range(0, len(items), batch_size):
+            chunk = items[i : i + batch_size]
+            x = torch.stack([img for _, img, _ in chunk]).to(device) * 2 - 1
+            y = (translate_batch(net, x).float().cpu() + 1) / 2
+            for (f, _, bits), out in zip(chunk, y):
+                target = out_dir / f"{f.stem}.png"
+                write_image(target, out.clamp(0, 1), bits=bits if preserve_depth else 8)
+                written.append(target)
+    if not written:
+        raise GanzooError(f"{out_dir}: nothing was translated (no input images).")
+    return written

@@ -1,0 +1,141 @@
+"""The CycleGAN training method: two generators, two discriminators, one training step.
+
+Step order, loss terms and weights follow the reference (Zhu et al. 2017 and the
+reference implementation): the generators are updated first with the discriminators
+frozen, then both discriminators are updated on real images and on pooled fakes.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ganzoo import Method, MethodParts
+from ganzoo_cyclegan.pool import ImagePool
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANConfig:
+    """CycleGAN loss weights and image pool.
+
+    Args:
+        lambda_a: weight of the cycle loss A -> B -> A.
+        lambda_b: weight of the cycle loss B -> A -> B.
+        lambda_identity: identity loss weight, relative to lambda_a / lambda_b
+            (0.5 means the identity loss weighs half the cycle loss). 0 turns it off.
+        pool_size: fakes kept in each image pool; 0 turns the pool off.
+    """
+
+    lambda_a: float = 10.0
+    lambda_b: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+
+    def __post_init__(self) -> None:
+        for key in ("lambda_a", "lambda_b", "lambda_identity", "pool_size"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+
+
+def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class CycleGAN(Method):
+    """CycleGAN (unpaired translation).
+
+    Networks: ``G_A`` (A -> B), ``G_B`` (B -> A), ``D_A`` (judges domain B), ``D_B`` (judges
+    domain A), named as in the reference so its checkpoints map one to one.
+    """
+
+    paired = False
+
+    def __init__(self, cfg: CycleGANConfig, *, parts: MethodParts) -> None:
+        if cfg.lambda_identity > 0 and parts.channels_a != parts.channels_b:
+            raise ValueError(
+                f"lambda_identity {cfg.lambda_identity} needs channels_a == channels_b "
+                f"(got {parts.channels_a} and {parts.channels_b}); set lambda_identity = 0"
+            )
+        self.cfg, self.parts = cfg, parts
+        ca, cb = parts.channels_a, parts.channels_b
+        self.networks = {
+            "G_A": parts.make_generator(ca, cb),
+            "G_B": parts.make_generator(cb, ca),
+            "D_A": parts.make_discriminator(cb),
+            "D_B": parts.make_discriminator(ca),
+        }
+        n = self.networks
+        self.optimizers = {
+            "G": parts.adam([n["G_A"], n["G_B"]]),
+            "D": parts.adam([n["D_A"], n["D_B"]]),
+        }
+        self.pool_a = ImagePool(cfg.pool_size, seed=parts.seed * 2 + 1)  # fakes of domain A
+        self.pool_b = ImagePool(cfg.pool_size, seed=parts.seed * 2 + 2)  # fakes of domain B
+        self._visuals: dict[str, Tensor] = {}
+
+    def generator(self, direction: str) -> nn.Module:
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
+        return self.networks["G_A" if direction == "AtoB" else "G_B"]
+
+    def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
+        n, gan, cfg, prec = self.networks, self.parts.gan_loss, self.cfg, self.parts.precision
+        with prec.autocast():
+            fake_b = n["G_A"](real_a)
+            rec_a = n["G_B"](fake_b)
+            fake_a = n["G_B"](real_b)
+            rec_b = n["G_A"](fake_a)
+
+        # Generators, with the discriminators frozen so no gradient is spent on them.
+        _set_requires_grad([n["D_A"], n["D_B"]], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        losses: dict[str, Tensor] = {}
+        with prec.autocast():
+            if cfg.lambda_identity > 0:
+                idt_a = n["G_A"](real_b)
+                idt_b = n["G_B"](real_a)
+                losses["idt_A"] = F.l1_loss(idt_a, real_b) * cfg.lambda_b * cfg.lambda_identity
+                losses["idt_B"] = F.l1_loss(idt_b, real_a) * cfg.lambda_a * cfg.lambda_identity
+            losses["G_A"] = gan(n["D_A"](fake_b), True, for_discriminator=False)
+            losses["G_B"] = gan(n["D_B"](fake_a), True, for_discriminator=False)
+            losses["cycle_A"] = F.l1_loss(rec_a, real_a) * cfg.lambda_a
+            losses["cycle_B"] = F.l1_loss(rec_b, real_b) * cfg.lambda_b
+            loss_g = sum(losses.values())
+        prec.backward_step(loss_g, self.optimizers["G"], "G")
+
+        # Discriminators, on real images and on fakes drawn from the history pools.
+        _set_requires_grad([n["D_A"], n["D_B"]], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        with prec.autocast():
+            losses["D_A"] = self._d_loss(n["D_A"], real_b, self.pool_b.query(fake_b))
+            losses["D_B"] = self._d_loss(n["D_B"], real_a, self.pool_a.query(fake_a))
+        prec.backward_step(losses["D_A"] + losses["D_B"], self.optimizers["D"], "D")
+
+        self._visuals = {
+            "real_A": real_a, "fake_B": fake_b, "rec_A": rec_a,
+            "real_B": real_b, "fake_A": fake_a, "rec_B": rec_b,
+        }
+        metrics = {k: float(v.detach()) for k, v in losses.items()}
+        metrics["G"] = float(loss_g.detach())
+        return metrics
+
+    def _d_loss(self, net: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        gan = self.parts.gan_loss
+        fake = fake.detach()
+        loss = 0.5 * (gan(net(real), True) + gan(net(fake), False))
+        penalty = gan.penalty(net, real, fake)
+        return loss if penalty is None else loss + penalty
+
+    def visuals(self) -> dict[str, Tensor]:
+        return {k: v.detach() for k, v in self._visuals.items()}
+
+    def extra_state(self) -> dict:
+        return {"pool_A": self.pool_a.state_dict(), "pool_B": self.pool_b.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.pool_a.load_state_dict(state["pool_A"])
+        self.pool_b.load_state_dict(state["pool_B"])

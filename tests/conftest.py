@@ -1,0 +1,113 @@
+"""Shared fixtures: a fresh plugin manager without entry points, tiny datasets, recipes."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ganzoo_cyclegan
+import ganzoo_pix2pix
+from ganzoo.plugins import get_plugin_manager
+from ganzoo.registry import Registry
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="device for tests that accept one (cpu, cuda)")
+
+
+@pytest.fixture
+def device(request):
+    import torch
+
+    name = request.config.getoption("--device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    return torch.device(name)
+
+
+@pytest.fixture
+def pm():
+    """Builtins plus the two bundled plugins, registered by hand; no installed plugins."""
+    manager = get_plugin_manager(load_entrypoints=False)
+    manager.register(ganzoo_cyclegan, name="cyclegan")
+    manager.register(ganzoo_pix2pix, name="pix2pix")
+    return manager
+
+
+@pytest.fixture
+def registry(pm):
+    return Registry(pm)
+
+
+def write_images(folder: Path, n: int, size: int = 40, mode: str = "RGB", seed: int = 0, names=None) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    channels = {"RGB": 3, "L": 1}[mode]
+    for i in range(n):
+        arr = rng.integers(0, 256, size=(size, size, channels), dtype=np.uint8)
+        img = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode=None)
+        path = folder / f"{names[i] if names else f'img{i:03d}'}.png"
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def unaligned_root(tmp_path) -> Path:
+    """trainA/trainB/testA/testB with a few random 40 px RGB images (test names shared)."""
+    root = tmp_path / "ds"
+    write_images(root / "trainA", 4, seed=1)
+    write_images(root / "trainB", 3, seed=2)
+    write_images(root / "testA", 2, seed=3, names=["x", "y"])
+    write_images(root / "testB", 2, seed=4, names=["x", "y"])
+    return root
+
+
+TINY_RECIPE = """
+[run]
+name = "tiny"
+seed = 0
+device = "cpu"
+n_epochs = 1
+n_epochs_decay = 1
+max_steps = 2
+log_every = 1
+image_every = 1
+save_every = 0
+
+[data]
+root = "{root}"
+pairing = "unaligned"
+batch_size = 1
+num_workers = 0
+
+[augment]
+load_size = 36
+crop_size = 32
+
+[method]
+name = "cyclegan"
+
+[generator]
+name = "resnet_6blocks"
+ngf = 4
+
+[discriminator]
+name = "patchgan_70"
+ndf = 4
+
+[loss]
+name = "lsgan"
+"""
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, unaligned_root) -> Path:
+    """A 2-step CycleGAN recipe with tiny widths on ``unaligned_root``."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(TINY_RECIPE.format(root=unaligned_root.as_posix())))
+    return path
