@@ -11,8 +11,9 @@ import click
 
 from ganzoo.errors import GanzooError, RecipeError
 
-KIND_ALIASES = {"generators": "generator", "discriminators": "discriminator", "losses": "loss",
-                "pairings": "pairing", "methods": "method"}
+from ganzoo.components import KINDS
+
+KIND_ALIASES = {plural: kind for kind, plural in KINDS.items()}
 
 
 def _registry():

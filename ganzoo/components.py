@@ -4,7 +4,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-KINDS = ("generator", "discriminator", "loss", "pairing", "method")
+# kind -> plural, as used in hook names (ganzoo_register_<plural>) and `ganzoo list <plural>`
+KINDS = {"generator": "generators", "discriminator": "discriminators", "loss": "losses",
+         "pairing": "pairings", "method": "methods"}
 
 
 @dataclasses.dataclass(frozen=True)

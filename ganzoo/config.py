@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ganzoo._typed import FieldError, build_dataclass, to_plain
+from ganzoo.components import KINDS
 from ganzoo.errors import RecipeError
 from ganzoo.registry import Registry
 
@@ -211,7 +212,7 @@ def load_recipe(raw: dict[str, Any], registry: Registry, source: str = "<recipe>
             names = ", ".join(registry.names(section)) or "(none)"
             raise RecipeError(
                 f'{source} [{section}]: missing key "name": which {section} to use. '
-                f"Available: {names} (ganzoo list {section}s)"
+                f"Available: {names} (ganzoo list {KINDS[section]})"
             )
         name = body.pop("name")
         if not isinstance(name, str):

@@ -53,9 +53,11 @@ def ganzoo_register_losses() -> list[ComponentSpec]:
 def ganzoo_register_pairings() -> list[ComponentSpec]:
     """Return the data pairings this plugin provides.
 
-    Called once, when the registry is built. ``build(cfg, *, split, data)`` returns a
-    :class:`ganzoo.data.PairDataset` for ``split`` (``"train"`` or ``"test"``) where ``data``
-    is the recipe's :class:`ganzoo.config.DataConfig`.
+    Called once, when the registry is built. ``build(cfg, *, split, data, augment, seed)``
+    returns a :class:`ganzoo.data.PairDataset` for ``split`` (``"train"``, ``"val"`` or
+    ``"test"``), where ``data`` and ``augment`` are the recipe's
+    :class:`ganzoo.config.DataConfig` and :class:`ganzoo.config.AugmentConfig`, and ``seed``
+    seeds any random pairing.
     """
 
 

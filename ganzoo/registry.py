@@ -27,14 +27,14 @@ class Registry:
     def __init__(self, pm: GanzooPluginManager) -> None:
         self.pm = pm
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-        for kind in KINDS:
-            hook = getattr(pm.hook, f"ganzoo_register_{kind}s")
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+        for kind, plural in KINDS.items():
+            hook = getattr(pm.hook, f"ganzoo_register_{plural}")
+            for impl in hook.get_hookimpls():  # in registration order
                 self._collect(kind, impl)
 
     def _collect(self, kind: str, impl) -> None:
         dist, version = self.pm.distribution(impl.plugin_name)
-        where = f"plugin '{impl.plugin_name}' ({dist} {version}), ganzoo_register_{kind}s"
+        where = f"plugin '{impl.plugin_name}' ({dist} {version}), ganzoo_register_{KINDS[kind]}"
         try:
             specs = impl.function()
         except Exception as exc:
@@ -82,5 +82,5 @@ class Registry:
         hint = f'Did you mean "{close[0]}"? ' if close else ""
         return (
             f'unknown {kind} "{name}". {hint}Available: {", ".join(names) or "(none)"} '
-            f"(ganzoo list {kind}s)"
+            f"(ganzoo list {KINDS[kind]})"
         )

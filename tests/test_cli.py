@@ -41,7 +41,8 @@ def test_tensorboard_events_hold_losses_and_images(tiny_recipe, tmp_path, env):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    assert invoke("run", tiny_recipe, "--out", out).exit_code == 0
+    result = invoke("run", tiny_recipe, "--out", out)
+    assert result.exit_code == 0, result.output
     acc = EventAccumulator(str(out / "tb"))
     acc.Reload()
     tags = acc.Tags()
@@ -52,7 +53,8 @@ def test_tensorboard_events_hold_losses_and_images(tiny_recipe, tmp_path, env):
 
 def test_resume_continues_the_step_count(tiny_recipe, tmp_path, env):
     out = tmp_path / "run"
-    assert invoke("run", tiny_recipe, "--out", out).exit_code == 0
+    result = invoke("run", tiny_recipe, "--out", out)
+    assert result.exit_code == 0, result.output
     refused = invoke("run", tiny_recipe, "--out", out)
     assert refused.exit_code == 2
     assert "already holds checkpoints" in refused.output and "--resume" in refused.output
@@ -113,7 +115,8 @@ def test_translate_keeps_each_input_size(tiny_recipe, tmp_path, env):
                         "--direction", direction, "--batch-size", 2)
         assert result.exit_code == 0, result.output
         for name, size in sizes.items():
-            assert Image.open(dest / f"{name}.png").size == size
+            with Image.open(dest / f"{name}.png") as img:
+                assert img.size == size
 
 
 def test_translate_and_eval_errors(tmp_path, env):

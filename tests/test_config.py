@@ -35,7 +35,7 @@ def test_tiny_recipe_loads_into_typed_objects(tiny_recipe, registry):
 )
 def test_bad_values_name_file_section_and_key(tiny_recipe, registry, section, key, value, expected):
     raw = read_toml(tiny_recipe)
-    raw[section][key] = value
+    raw.setdefault(section, {})[key] = value
     with pytest.raises(RecipeError) as err:
         load_recipe(raw, registry, source=str(tiny_recipe))
     msg = str(err.value)
@@ -51,7 +51,7 @@ def test_unknown_section_and_unknown_component(tiny_recipe, registry):
         load_recipe(raw, registry, source="r.toml")
     raw = read_toml(tiny_recipe)
     raw["generator"]["name"] = "resnet_9block"
-    with pytest.raises(RecipeError, match=r'\[generator\] name="resnet_9block": unknown generator. Did you mean "resnet_9blocks"'):
+    with pytest.raises(RecipeError, match=r'\[generator\] name="resnet_9block": unknown generator "resnet_9block". Did you mean "resnet_9blocks"'):
         load_recipe(raw, registry, source="r.toml")
     raw = read_toml(tiny_recipe)
     del raw["loss"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import gzip
 import http.client
 import os
 import re
@@ -18,6 +19,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -81,7 +83,7 @@ _CITYSCAPES = (
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
-        DatasetInfo("glyphs", "", "", "unaligned", "DejaVu Sans <-> DejaVu Serif letters, rendered locally (no network)"),
+        DatasetInfo("glyphs", "", "", "unaligned", "DejaVu Sans <-> Serif letters, rendered locally (no network)"),
         _cyclegan("apple2orange", "apples <-> oranges (ImageNet)"),
         _cyclegan("summer2winter_yosemite", "Yosemite in summer <-> winter (Flickr)"),
         _cyclegan("horse2zebra", "horses <-> zebras (ImageNet)"),
@@ -132,7 +134,10 @@ def download_hint(root: str | Path, pairing: str) -> str:
         return f" {root.name} is a known dataset: download it with `ganzoo data download {key}`{where}."
     info = DATASETS.get(root.name)
     if info is not None:
-        return f' {root.name} has the {info.pairing} layout ({LAYOUT_TEXT[info.pairing]}): set [data] pairing = "{info.pairing}".'
+        return (
+            f" {root.name} is a known dataset with the {info.pairing} layout ({LAYOUT_TEXT[info.pairing]}): "
+            f'set [data] pairing = "{info.pairing}" and download it with `ganzoo data download {root.name}`.'
+        )
     return ""
 
 
@@ -156,7 +161,8 @@ def download_dataset(name: str, dest_root: Path, *, progress: bool = True) -> Pa
             "It may be left from an interrupted unpack: remove it and run again."
         )
     if info.manual:
-        raise DataError(f'dataset "{name}": cannot be downloaded automatically: {info.manual.replace("DEST", str(dest_root))}.')
+        how = info.manual.replace("DEST", str(dest_root))
+        raise DataError(f'dataset "{name}": cannot be downloaded automatically: {how}.')
     if not info.host:
         from ganzoo.data.glyphs import make_glyphs
 
@@ -275,6 +281,12 @@ def _extract(archive: Path, into: Path) -> None:
                 raise DataError(f"{archive}: archive member {member.name!r} {refused}; it was deleted.")
 
 
+def _content_root(work: Path) -> Path:
+    """The single top folder most archives have (``horse2zebra/...``), else ``work`` itself."""
+    entries = [p for p in work.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else work
+
+
 def _unpack(info: DatasetInfo, archive: Path, target: Path) -> None:
     work = target.with_name(f".{target.name}.unpacking")
     if work.exists():  # ours, left by an interrupted run
@@ -283,21 +295,27 @@ def _unpack(info: DatasetInfo, archive: Path, target: Path) -> None:
     try:
         try:
             _extract(archive, work)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+            content = _content_root(work)
+            if not has_layout(content, info.pairing):
+                found = ", ".join(sorted(p.name for p in content.iterdir())[:10]) or "nothing"
+                raise DataError(
+                    f"{archive}: unpacked, but found {found} instead of {LAYOUT_TEXT[info.pairing]}. The archive "
+                    "is not this dataset, so it was deleted: check the URL or mirror and run again."
+                )
+        except DataError:
+            archive.unlink(missing_ok=True)
+            raise
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            archive.unlink(missing_ok=True)
             raise DataError(
-                f"{archive}: cannot unpack: {exc}. The archive is damaged, so it was deleted: run again to download it afresh."
+                f"{archive}: cannot unpack: {exc}. The archive is damaged, so it was deleted: run again to "
+                "download it afresh."
             ) from None
-        entries = [p for p in work.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-        content = entries[0] if len(entries) == 1 and entries[0].is_dir() else work
-        if not has_layout(content, info.pairing):
-            found = ", ".join(sorted(p.name for p in content.iterdir())[:10]) or "nothing"
+        except OSError as exc:  # disk full, permissions: the archive itself is fine
             raise DataError(
-                f"{archive}: unpacked, but found {found} instead of {LAYOUT_TEXT[info.pairing]}. "
-                "The archive is not this dataset, so it was deleted: check the URL or mirror and run again."
-            )
+                f"{archive}: cannot unpack into {work}: {exc}. Free some space or fix the permissions, then run "
+                "again (the archive is kept)."
+            ) from None
         os.replace(content, target)
-    except DataError:
-        archive.unlink(missing_ok=True)
-        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

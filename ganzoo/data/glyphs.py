@@ -46,25 +46,30 @@ def font_paths() -> dict[str, Path]:
     paths = {side: folder / name for side, name in FONTS.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise DataError(f"{', '.join(missing)}: font not found in matplotlib's data. Reinstall matplotlib (pip install --force-reinstall matplotlib).")
+        raise DataError(
+            f"{', '.join(missing)}: font not found in matplotlib's data. "
+            "Reinstall matplotlib (pip install --force-reinstall matplotlib)."
+        )
     return paths
 
 
 def _codepoints() -> Iterator[int]:
-    seen = set()
-    for lo, hi in PRIORITY_RANGES:
-        for cp in range(lo, hi + 1):
-            seen.add(cp)
-            yield cp
-    for wanted in ("LN", "PS"):  # then the other letters and digits, then punctuation and symbols
-        for cp in range(0x20, 0x10000):
-            if cp not in seen and unicodedata.category(chr(cp))[0] in wanted:
-                yield cp
+    """Letters and digits of the priority ranges, then all other letters and digits of the
+    Basic Multilingual Plane, then its punctuation and symbols."""
+    seen: set[int] = set()
+    bmp = [range(0x20, 0x10000)]
+    passes = ([range(lo, hi + 1) for lo, hi in PRIORITY_RANGES], "LN"), (bmp, "LN"), (bmp, "PS")
+    for ranges, categories in passes:
+        for cps in ranges:
+            for cp in cps:
+                if cp not in seen and unicodedata.category(chr(cp))[0] in categories:
+                    seen.add(cp)
+                    yield cp
 
 
 def _mask(font: ImageFont.FreeTypeFont, ch: str) -> tuple[tuple[int, int], bytes]:
-    mask = font.getmask(ch)
-    return mask.size, bytes(mask)
+    core = font.getmask(ch)
+    return core.size, bytes(core)
 
 
 def choose_characters(fonts: list[ImageFont.FreeTypeFont], count: int, size: int) -> list[str]:
@@ -80,8 +85,6 @@ def choose_characters(fonts: list[ImageFont.FreeTypeFont], count: int, size: int
     looks: set[tuple] = set()
     for cp in _codepoints():
         ch = chr(cp)
-        if unicodedata.category(ch)[0] not in "LNPS":
-            continue
         cores = [font.getmask(ch) for font in fonts]
         masks = [(core.size, bytes(core)) for core in cores]
         boxes = [core.getbbox() for core in cores]
@@ -145,7 +148,7 @@ def make_glyphs(out: Path, *, size: int = 32, n_train: int = 1000, n_test: int =
     info = {
         "name": "glyphs",
         "domains": {"A": "DejaVu Sans", "B": "DejaVu Serif"},
-        "fonts": {side: {"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for side, p in paths.items()},
+        "fonts": {s: {"file": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for s, p in paths.items()},
         "size": size,
         "ink": "black on white, 8-bit greyscale",
         "n_train": n_train,

@@ -90,6 +90,24 @@ def _decode_16bit_colour(path: Path, rawmode: str) -> Tensor:
     return torch.from_numpy(values.astype(np.float32) / 65535.0).permute(2, 0, 1).contiguous()
 
 
+def _decode_16bit_fallback(path: Path, rawmode: str, exc: Exception) -> Tensor:
+    """16-bit colour Pillow cannot unpack: TIFF through the optional ``tifffile``, else an error."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile
+        except ImportError:
+            tifffile = None
+        if tifffile is not None:
+            values = np.asarray(tifffile.imread(path))
+            if values.dtype == np.uint16 and values.ndim == 3 and values.shape[2] in (2, 3, 4):
+                return torch.from_numpy(values.astype(np.float32) / 65535.0).permute(2, 0, 1).contiguous()
+    raise _fail(
+        path,
+        f"16-bit colour in this encoding ({rawmode}) cannot be read without losing bits ({exc}); "
+        "save it as a 16-bit PNG, or install tifffile for TIFF files",
+    )
+
+
 def open_image(path: str | Path) -> tuple[Decoded, int]:
     """Decode ``path`` without changing its channels; return the image and its bit depth.
 
@@ -105,12 +123,15 @@ def open_image(path: str | Path) -> tuple[Decoded, int]:
             mode = img.mode
             rawmode = _rawmode(img.tile[0][3]) if img.tile else ""
             if ";16" in rawmode and mode in ("RGB", "RGBA"):
-                return _decode_16bit_colour(path, rawmode), 16
+                try:
+                    return _decode_16bit_colour(path, rawmode), 16
+                except (ValueError, OSError) as exc:
+                    return _decode_16bit_fallback(path, rawmode, exc), 16
             img.load()
             if mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N and 32-bit I
                 values = np.asarray(img).astype(np.int64)
                 if values.size and (values.min() < 0 or values.max() > 65535):
-                    raise _fail(path, f"mode {mode} holds values outside 0..65535; only 8- and 16-bit images are supported")
+                    raise _fail(path, f"mode {mode} holds values outside 0..65535; only 8- and 16-bit images work")
                 return torch.from_numpy(values.astype(np.float32) / 65535.0)[None], 16
             if mode == "F":
                 raise _fail(path, "32-bit float images (mode F) are not supported; save it as 16-bit PNG or TIFF")
@@ -191,10 +212,11 @@ def _write_png16(path: Path, values: np.ndarray) -> None:
     height, width, channels = values.shape
     colour_type = {2: 4, 3: 2, 4: 6}[channels]
     rows = np.zeros((height, 1 + width * channels * 2), dtype=np.uint8)  # filter byte 0 per row
-    rows[:, 1:] = values.astype(">u2").view(np.uint8).reshape(height, -1)
+    rows[:, 1:] = np.ascontiguousarray(values, dtype=">u2").view(np.uint8).reshape(height, -1)
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
     data = zlib.compress(rows.tobytes(), 6)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b""))
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
 
 
 def write_image(path: str | Path, image: Tensor, bits: int = 8) -> None:

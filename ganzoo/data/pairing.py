@@ -53,7 +53,8 @@ class NamedConfig:
             try:
                 getattr(self, key).format(split="train")
             except (KeyError, IndexError, ValueError) as exc:
-                raise ValueError(f"{key} may only use the placeholder {{split}}, got {getattr(self, key)!r} ({exc})") from None
+                value = getattr(self, key)
+                raise ValueError(f"{key} may only use the placeholder {{split}}, got {value!r} ({exc})") from None
 
 
 class UnalignedDataset(PairDataset):
@@ -156,7 +157,9 @@ def _common(data: DataConfig, augment: AugmentConfig, seed: int) -> dict[str, An
     return {"augment": augment, "channels_a": data.channels_a, "channels_b": data.channels_b, "seed": seed}
 
 
-def build_unaligned(cfg: UnalignedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int) -> UnalignedDataset:
+def build_unaligned(
+    cfg: UnalignedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int
+) -> UnalignedDataset:
     """``<root>/<split>A`` and ``<root>/<split>B``, randomly paired per epoch when training.
 
     Test and val splits pair serially (A[i] with B[i % len B]), as the reference's test
@@ -169,7 +172,9 @@ def build_unaligned(cfg: UnalignedConfig, *, split: str, data: DataConfig, augme
     return UnalignedDataset(a_paths, b_paths, serial=serial, **_common(data, augment, seed))
 
 
-def build_aligned(cfg: AlignedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int) -> AlignedDataset:
+def build_aligned(
+    cfg: AlignedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int
+) -> AlignedDataset:
     """``<root>/<split>/`` of A|B images; channels_a applies to A after the direction swap."""
     root, tree = Path(data.root), _TREES["aligned"].format(split=_check_split(split))
     paths = _images(root, split, "aligned", tree, data.max_dataset_size)
@@ -198,7 +203,9 @@ def _unmatched(keys: list[str]) -> str:
     return f"{shown} (and {len(keys) - 10} more)" if len(keys) > 10 else shown
 
 
-def build_named(cfg: NamedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int) -> NamedDataset:
+def build_named(
+    cfg: NamedConfig, *, split: str, data: DataConfig, augment: AugmentConfig, seed: int
+) -> NamedDataset:
     """``<root>/<a_dir>`` and ``<root>/<b_dir>``; a file pairs with the same name on the other side.
 
     ``max_dataset_size`` cuts the sorted list of pairs (not each folder, which would unpair them).
@@ -230,7 +237,7 @@ def build_named(cfg: NamedConfig, *, split: str, data: DataConfig, augment: Augm
 @hookimpl
 def ganzoo_register_pairings() -> list[ComponentSpec]:
     return [
-        ComponentSpec("unaligned", UnalignedConfig, build_unaligned, "two folders <split>A, <split>B, randomly paired (CycleGAN)"),
+        ComponentSpec("unaligned", UnalignedConfig, build_unaligned, "<split>A and <split>B, randomly paired (CycleGAN)"),
         ComponentSpec("aligned", AlignedConfig, build_aligned, "A|B side-by-side images in <split>/ (pix2pix)"),
-        ComponentSpec("named", NamedConfig, build_named, "two folders, files paired by name (pix2pix without A|B images)"),
+        ComponentSpec("named", NamedConfig, build_named, "two folders, files paired by name (pix2pix, no A|B images)"),
     ]

@@ -72,6 +72,7 @@ class ResnetGenerator(nn.Module):
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         self.in_channels = in_channels
+        self.size_multiple = 4  # two stride-2 convolutions; inference pads to this
         bias = use_bias(norm)
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -108,7 +109,8 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Other sizes run but come out larger than they went in (ceil on the way down).
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % 4 or x.shape[3] % 4:
+        m = self.size_multiple
+        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % m or x.shape[3] % m:
             raise ValueError(
                 f"Expected input of shape (B, {self.in_channels}, H, W) with H and W divisible by 4. "
                 f"Got {tuple(x.shape)}."

@@ -60,11 +60,12 @@ def test_one_step_matches_reference_formulas(registry, lambda_identity):
     loss_da = 0.5 * (_mse(da(real_b), 1.0) + _mse(da(fake_b.detach()), 0.0))
     loss_db = 0.5 * (_mse(db(real_a), 1.0) + _mse(db(fake_a.detach()), 0.0))
 
+    expected = {k: v.detach() for k, v in expected.items()}
     for key, value in expected.items():
-        assert metrics[key] == pytest.approx(float(value), rel=1e-5, abs=1e-6), key
-    assert metrics["G"] == pytest.approx(float(loss_g), rel=1e-5)
-    assert metrics["D_A"] == pytest.approx(float(loss_da), rel=1e-5)
-    assert metrics["D_B"] == pytest.approx(float(loss_db), rel=1e-5)
+        assert metrics[key] == pytest.approx(value.item(), rel=1e-5, abs=1e-6), key
+    assert metrics["G"] == pytest.approx(loss_g.item(), rel=1e-5)
+    assert metrics["D_A"] == pytest.approx(loss_da.item(), rel=1e-5)
+    assert metrics["D_B"] == pytest.approx(loss_db.item(), rel=1e-5)
     assert set(metrics) == {*expected, "G", "D_A", "D_B"}
 
     # --- the updates: Adam(2e-4, betas 0.5/0.999) on each loss's own gradients ---

@@ -129,6 +129,7 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
         self.in_channels = in_channels
         self.num_downs = num_downs
+        self.size_multiple = 2**num_downs  # every level halves; inference pads to this
         # Built from the inside out, as in the reference.
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
@@ -142,7 +143,7 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Other sizes lose a row or column on the way down and the concatenation then fails.
-        m = 2**self.num_downs
+        m = self.size_multiple
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % m or x.shape[3] % m:
             raise ValueError(
                 f"Expected input of shape (B, {self.in_channels}, H, W) with H and W divisible by {m}. "

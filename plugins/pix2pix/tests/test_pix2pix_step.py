@@ -39,7 +39,7 @@ def test_one_step_matches_reference_formulas(registry):
     pred_fake = D(torch.cat((real_a, fake_b), 1).detach())
     pred_real = D(torch.cat((real_a, real_b), 1))
     loss_d = 0.5 * (bce(pred_fake, torch.zeros_like(pred_fake)) + bce(pred_real, torch.ones_like(pred_real)))
-    assert metrics["D"] == pytest.approx(float(loss_d), rel=1e-5)
+    assert metrics["D"] == pytest.approx(loss_d.item(), rel=1e-5)
 
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d.zero_grad()
@@ -49,8 +49,8 @@ def test_one_step_matches_reference_formulas(registry):
     pred = D(torch.cat((real_a, fake_b), 1))  # the updated D judges the same fake
     loss_gan = bce(pred, torch.ones_like(pred))
     loss_l1 = 100.0 * (fake_b - real_b).abs().mean()
-    assert metrics["G_GAN"] == pytest.approx(float(loss_gan), rel=1e-5)
-    assert metrics["G_L1"] == pytest.approx(float(loss_l1), rel=1e-5)
+    assert metrics["G_GAN"] == pytest.approx(loss_gan.item(), rel=1e-5)
+    assert metrics["G_L1"] == pytest.approx(loss_l1.item(), rel=1e-5)
 
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_g.zero_grad()
