@@ -73,8 +73,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
 def build_dataclass(cls: type, values: dict[str, Any]) -> Any:
     """Instantiate dataclass ``cls`` from ``values``; unknown keys and bad types raise FieldError.
 
-    A ValueError raised by the class's ``__post_init__`` (range checks) becomes a FieldError
-    whose key is the first field the message names, so the caller can point at it.
+    A ValueError raised by the class's ``__post_init__`` (range checks) becomes a FieldError;
+    when its message starts with a field name ("ngf must be >= 1") that field is the key.
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
@@ -95,7 +95,9 @@ def build_dataclass(cls: type, values: dict[str, Any]) -> Any:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         msg = str(exc)
-        key = next((n for n in fields if n in msg.split()), "")
+        # range checks are phrased "<field> must be ...": the first word names the field
+        first = msg.split(" ", 1)[0] if msg else ""
+        key = first if first in fields else ""
         raise FieldError(key, msg) from exc
 
 

@@ -18,8 +18,9 @@ class MethodParts:
     """What the core hands a method's ``build``: factories for the recipe's components.
 
     Args:
-        make_generator: ``(in_channels, out_channels) -> nn.Module``, initialised, on ``device``.
-        make_discriminator: ``(in_channels) -> nn.Module``, initialised, on ``device``.
+        make_generator: ``(in_channels, out_channels) -> nn.Module`` built by the recipe's
+            generator component (whose ``build`` initialises the weights), on ``device``.
+        make_discriminator: ``(in_channels) -> nn.Module``, likewise for the discriminator.
         gan_loss: the recipe's adversarial loss.
         optim: Adam settings; build optimisers with :meth:`adam`.
         channels_a: channels of domain A images.

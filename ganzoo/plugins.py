@@ -56,23 +56,45 @@ def get_plugin_manager(*, load_entrypoints: bool | None = None) -> GanzooPluginM
         load_entrypoints = not os.environ.get("GANZOO_DISABLE_PLUGIN_AUTOLOAD")
     if load_entrypoints:
         load_entrypoint_plugins(pm)
+    check_hooks(pm)
     if os.environ.get("GANZOO_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
     return pm
 
 
+def check_hooks(pm: GanzooPluginManager) -> None:
+    """Reject hook implementations that match no hookspec (a misspelt ``ganzoo_*`` name)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        dist, version = pm.distribution(name)
+        raise PluginError(
+            f"plugin '{name}' ({dist} {version}): {exc}. Hook names are listed in docs/plugins.md "
+            "(`ganzoo_register_generators`, ...)."
+        ) from None
+
+
 def load_entrypoint_plugins(pm: GanzooPluginManager) -> None:
     """Import and register every plugin of the ``ganzoo`` entry-point group."""
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         for ep in dist.entry_points:
-            if ep.group != ENTRY_POINT_GROUP or ep.name in seen:
-                continue
-            seen.add(ep.name)
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            if ep.group != ENTRY_POINT_GROUP:
                 continue
             where = f'plugin "{ep.name}" ({dist.metadata["name"]} {dist.version})'
+            if ep.name in seen:
+                if seen[ep.name] == dist.metadata["name"]:
+                    continue  # the same distribution found twice on sys.path
+                raise PluginError(
+                    f"{where}: the plugin name \"{ep.name}\" is also used by distribution "
+                    f"{seen[ep.name]}. Uninstall one of them, or rename the entry point in "
+                    "[project.entry-points.ganzoo]."
+                )
+            seen[ep.name] = dist.metadata["name"]
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import failure of third-party code is the user's to fix

@@ -120,3 +120,42 @@ def test_plugin_import_error_names_the_plugin(monkeypatch):
     msg = str(err.value)
     assert 'Error importing plugin "ghost" (ganzoo-ghost 0.3)' in msg
     assert "GANZOO_DISABLE_PLUGIN_AUTOLOAD" in msg
+
+
+def test_misspelt_hook_is_an_error_naming_the_plugin(pm):
+    from ganzoo.plugins import check_hooks
+
+    class Typo:
+        @hookimpl
+        def ganzoo_register_generator(self):  # missing "s"
+            return []
+
+    pm.register(Typo(), name="typo")
+    with pytest.raises(PluginError, match=r"plugin 'typo' .*ganzoo_register_generator"):
+        check_hooks(pm)
+
+
+def test_two_distributions_with_one_plugin_name(monkeypatch):
+    import importlib.metadata as md
+
+    from ganzoo import plugins
+
+    def dist(name):
+        class EP:
+            group, value = "ganzoo", "x"
+
+            def load(self):
+                return object()
+
+        EP.name = "same"
+
+        class D:
+            metadata = {"name": name}
+            version = "1.0"
+            entry_points = [EP()]
+
+        return D()
+
+    monkeypatch.setattr(md, "distributions", lambda: [dist("ganzoo-one"), dist("ganzoo-two")])
+    with pytest.raises(PluginError, match=r'plugin name "same" is also used by distribution ganzoo-one'):
+        plugins.get_plugin_manager(load_entrypoints=True)
