@@ -56,14 +56,26 @@ def cli() -> None:
               help="Run directory (default: runs/<run.name>).")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the run in this directory from its latest checkpoint.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and build everything, print parameter counts, FLOPs per step and a peak-memory "
+                   "estimate, and exit without training.")
 def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out: Path | None,
-        resume: Path | None) -> None:
+        resume: Path | None, dry_run: bool) -> None:
     """Train from a RECIPE (a TOML file in recipes/), or --resume a run."""
     from ganzoo.runner import run_training
 
     if recipe is None and resume is None:
         raise RecipeError("ganzoo run: give a RECIPE file (e.g. recipes/quickstart.toml) or --resume RUN_DIR.")
     pm, registry = _registry()
+    if dry_run:
+        from ganzoo.config import apply_overrides, load_recipe, read_toml
+        from ganzoo.dryrun import dry_run_report
+
+        if recipe is None:
+            raise RecipeError("ganzoo run --dry-run: give a RECIPE file.")
+        raw = apply_overrides(read_toml(recipe), list(overrides))
+        click.echo(dry_run_report(load_recipe(raw, registry, source=str(recipe)), registry))
+        return
     run_training(pm, registry, recipe=recipe, overrides=list(overrides), steps=steps, out=out, resume=resume)
 
 
@@ -84,11 +96,17 @@ def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batc
 
     _, registry = _registry()
     dev = resolve_device(device, "--device")
-    recipe, method, _ = load_run(checkpoint, registry, dev)
-    try:
-        net = method.generator(direction)
-    except ValueError as exc:
-        raise GanzooError(f"--direction {direction}: {exc}") from None
+    if checkpoint.suffix == ".pth":  # a file of the reference implementation
+        from ganzoo.interop import load_reference_generator
+
+        net, channels = load_reference_generator(checkpoint, dev, registry)
+    else:
+        recipe, method, _ = load_run(checkpoint, registry, dev)
+        try:
+            net = method.generator(direction)
+        except ValueError as exc:
+            raise GanzooError(f"--direction {direction}: {exc}") from None
+        channels = recipe.data.channels_a if direction == "AtoB" else recipe.data.channels_b
     if input_.is_dir():
         files = list_images(input_)
         if not files:
@@ -97,9 +115,48 @@ def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batc
         files = [input_]
     else:
         raise GanzooError(f"{input_}: no such image or folder.")
-    channels = recipe.data.channels_a if direction == "AtoB" else recipe.data.channels_b
     written = translate_files(net, files, output, channels_in=channels, device=dev, batch_size=batch_size)
     click.echo(f"wrote {len(written)} image(s) to {output}")
+
+
+@cli.command()
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="A run directory (its latest checkpoint) or a ganzoo checkpoint file.")
+@click.option("--format", "fmt", type=click.Choice(["reference"]), default="reference", show_default=True,
+              help="reference: latest_net_<NAME>.pth state_dicts of junyanz/pytorch-CycleGAN-and-pix2pix.")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+def export(checkpoint: Path, fmt: str, output: Path) -> None:
+    """Export a run's networks in another format."""
+    from ganzoo.interop import export_reference
+
+    _, registry = _registry()
+    for path in export_reference(checkpoint, output, registry):
+        click.echo(f"wrote {path}")
+
+
+@cli.group(cls=_Group)
+def models() -> None:
+    """The reference's published pretrained models."""
+
+
+@models.command(name="list")
+def models_list() -> None:
+    """Names accepted by `ganzoo models download`."""
+    from ganzoo.zoo import PRETRAINED
+
+    for name, info in sorted(PRETRAINED.items()):
+        click.echo(f"{name:<28} {info.summary}")
+
+
+@models.command(name="download")
+@click.argument("name")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints"),
+              show_default=True, help="Folder that receives ROOT/NAME/latest_net_G.pth.")
+def models_download(name: str, root: Path) -> None:
+    """Download a pretrained model of the reference (resumable, verified)."""
+    from ganzoo.zoo import download_model
+
+    click.echo(f"model ready: {download_model(name, root)}")
 
 
 @cli.command(name="eval")

@@ -41,6 +41,9 @@ class RunConfig:
     log_every: int = 100  # scalars to TensorBoard every N steps
     image_every: int = 1000  # image grids every N steps; 0 = never
     precision: Precision = "fp32"
+    nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/Inf loss or gradient: stop, or skip the step
+    channels_last: bool = False  # NHWC memory format for the networks (see docs/benchmarks.md)
+    compile: bool = False  # torch.compile the networks (see docs/benchmarks.md)
 
     def __post_init__(self) -> None:
         for key in ("n_epochs", "n_epochs_decay", "max_steps", "save_every", "image_every"):
@@ -65,6 +68,7 @@ class DataConfig:
     channels_b: int = 3
     max_dataset_size: int = 0  # 0 means use every image
     serial_batches: bool = False  # take images in order instead of shuffling
+    bad_images: Literal["error", "skip"] = "error"  # unreadable files: stop naming the file, or skip and count
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "channels_a", "channels_b"):
