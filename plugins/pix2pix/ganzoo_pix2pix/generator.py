@@ -177,6 +177,22 @@ class UnetConfig:
         check_init(self.init_type, self.init_gain)
 
 
+@dataclasses.dataclass(frozen=True)
+class UnetDepthConfig(UnetConfig):
+    """Options of ``unet``: those of ``unet_128`` plus the depth.
+
+    Args:
+        num_downs: downsamplings; inputs must be a multiple of 2**num_downs (5 -> 32 px).
+    """
+
+    num_downs: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 5 <= self.num_downs <= 10:
+            raise ValueError(f"num_downs must be between 5 and 10, got {self.num_downs}")
+
+
 def _build(cfg: UnetConfig, in_channels: int, out_channels: int, num_downs: int) -> nn.Module:
     net = UnetGenerator(in_channels, out_channels, num_downs, ngf=cfg.ngf, norm=cfg.norm, dropout=cfg.dropout)
     return init_weights(net, cfg.init_type, cfg.init_gain)
@@ -192,7 +208,13 @@ def build_unet_256(cfg: UnetConfig, *, in_channels: int, out_channels: int) -> n
     return _build(cfg, in_channels, out_channels, 8)
 
 
+def build_unet(cfg: UnetDepthConfig, *, in_channels: int, out_channels: int) -> nn.Module:
+    """U-Net with ``cfg.num_downs`` downsamplings, initialised (unet_128 is num_downs 7)."""
+    return _build(cfg, in_channels, out_channels, cfg.num_downs)
+
+
 GENERATORS: list[ComponentSpec] = [
+    ComponentSpec("unet", UnetDepthConfig, build_unet, "U-Net generator of any depth (num_downs; 5 for 32 px)"),
     ComponentSpec("unet_128", UnetConfig, build_unet_128, "U-Net generator, 7 downsamplings (128 px)"),
     ComponentSpec("unet_256", UnetConfig, build_unet_256, "U-Net generator, 8 downsamplings (256 px)"),
 ]
