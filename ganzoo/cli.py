@@ -88,7 +88,11 @@ def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out:
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batch_size: int, device: str) -> None:
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="For a reference .pth file: a TOML with a [generator] section for what the weights "
+                   "cannot show (e.g. padding_type).")
+def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batch_size: int, device: str,
+              recipe_path: Path | None) -> None:
     """Translate images at their own size and write PNGs (16-bit in, 16-bit out)."""
     from ganzoo.build import resolve_device
     from ganzoo.data.images import list_images
@@ -96,10 +100,10 @@ def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batc
 
     _, registry = _registry()
     dev = resolve_device(device, "--device")
-    if checkpoint.suffix == ".pth":  # a file of the reference implementation
+    if checkpoint.suffix in (".pth", ".pt"):  # a file of the reference implementation
         from ganzoo.interop import load_reference_generator
 
-        net, channels = load_reference_generator(checkpoint, dev, registry)
+        net, channels = load_reference_generator(checkpoint, dev, registry, recipe_path=recipe_path)
     else:
         recipe, method, _ = load_run(checkpoint, registry, dev)
         try:
@@ -151,7 +155,7 @@ def models_list() -> None:
 @models.command(name="download")
 @click.argument("name")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("checkpoints"),
-              show_default=True, help="Folder that receives ROOT/NAME/latest_net_G.pth.")
+              show_default=True, help="Folder that receives ROOT/NAME_pretrained/latest_net_G.pth (the reference's layout).")
 def models_download(name: str, root: Path) -> None:
     """Download a pretrained model of the reference (resumable, verified)."""
     from ganzoo.zoo import download_model

@@ -42,6 +42,24 @@ def registry(pm):
     return Registry(pm)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny test models run faster on one thread, and two spinning OpenMP threads per test
+    process slow everything down when the machine is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(name="write_images")
+def _write_images_fixture():
+    """The :func:`write_images` helper, for tests that make their own folders."""
+    return write_images
+
+
 def write_images(folder: Path, n: int, size: int = 40, mode: str = "RGB", seed: int = 0, names=None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ from ganzoo.layers.patchgan import NLayerPatchGANConfig, PatchGANConfig
 from ganzoo_cyclegan.generator import GENERATORS as RESNETS
 from ganzoo_cyclegan.generator import ResnetConfig
 from ganzoo_pix2pix.generator import GENERATORS as UNETS
-from ganzoo_pix2pix.generator import UnetConfig
+from ganzoo_pix2pix.generator import UnetConfig, UnetDepthConfig
 
 GENS = {s.name: s for s in [*RESNETS, *UNETS]}
 DISCS = {s.name: s for s in patchgan.ganzoo_register_discriminators()}
@@ -326,8 +326,18 @@ def test_config_validation(cls, values, key):
     assert info.value.key == key
 
 
+def test_unet_of_any_depth_equals_the_named_sizes():
+    cfg = UnetDepthConfig(ngf=2, num_downs=7)
+    a = GENS["unet"].build(cfg, in_channels=3, out_channels=3)
+    b = GENS["unet_128"].build(UnetConfig(ngf=2), in_channels=3, out_channels=3)
+    assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
+    assert GENS["unet"].build(UnetDepthConfig(ngf=2), in_channels=1, out_channels=1).size_multiple == 32
+    with pytest.raises(ValueError, match="^num_downs must be between 5 and 10"):
+        UnetDepthConfig(num_downs=4)
+
+
 def test_specs_and_configs():
-    assert list(GENS) == ["resnet_6blocks", "resnet_9blocks", "unet_128", "unet_256"]
+    assert list(GENS) == ["resnet_6blocks", "resnet_9blocks", "unet", "unet_128", "unet_256"]
     assert list(DISCS) == ["patchgan_70", "patchgan", "pixelgan"]
     for spec in [*GENS.values(), *DISCS.values()]:
         assert dataclasses.is_dataclass(spec.config_cls) and spec.summary

@@ -95,9 +95,7 @@ def test_pix2pix_refuses_unpaired_data(tmp_path, unaligned_root):
 
 
 @pytest.mark.parametrize("ca, cb", [(1, 1), (1, 3), (4, 4)])
-def test_named_pairs_with_other_channel_counts(tmp_path, ca, cb):
-    from conftest import write_images
-
+def test_named_pairs_with_other_channel_counts(tmp_path, ca, cb, write_images):
     root = tmp_path / "named"
     mode = {1: "L", 3: "RGB", 4: "RGB"}
     for split in ("train", "test"):

@@ -4,7 +4,8 @@
 Range request after an interruption), unpacks it member by member with every path checked
 to stay inside the destination, checks the expected folders exist and moves the result into
 place with one rename. An archive already lying at ``DEST/NAME.<ext>`` is unpacked without
-any network access, which is the way to install a dataset on an offline machine.
+any network access, which is the way to install a dataset on an offline machine. The resumable
+fetch (:func:`fetch`) is shared with the pretrained-model downloads of :mod:`ganzoo.zoo`.
 """
 from __future__ import annotations
 
@@ -190,6 +191,24 @@ def _offline(info: DatasetInfo, reason: str, archive: Path, target: Path) -> Dat
 
 def _fetch(info: DatasetInfo, part: Path, archive: Path, target: Path, progress: bool) -> None:
     """Stream ``info.url`` into ``part``, continuing a previous partial download."""
+    fetch(info.url, part, label=info.name, progress=progress,
+          fail=lambda reason: _offline(info, reason, archive, target))
+
+
+def fetch(url: str, part: Path, *, label: str, progress: bool, fail: Callable[[str], Exception]) -> None:
+    """Stream ``url`` into ``part``, resuming a previous partial ``part`` with an HTTP Range request.
+
+    A server that ignores Range restarts the file; a 416 on a complete ``part`` is success. Any
+    network failure or short read raises ``fail(reason)``; ``part`` is kept so the next call
+    resumes. Shared by dataset and pretrained-model downloads.
+
+    Args:
+        url: what to download.
+        part: the partial file, created or extended in place.
+        label: name shown on the progress bar.
+        progress: show a tqdm progress bar.
+        fail: builds the exception to raise from a one-line reason (e.g. ``"HTTP 404 Not Found"``).
+    """
     from tqdm import tqdm
 
     from ganzoo import __version__
@@ -200,13 +219,13 @@ def _fetch(info: DatasetInfo, part: Path, archive: Path, target: Path, progress:
         if have:
             headers["Range"] = f"bytes={have}-"
         try:
-            with urllib.request.urlopen(urllib.request.Request(info.url, headers=headers), timeout=TIMEOUT_S) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S) as resp:
                 if resp.status != 206:  # a fresh download, or a server that ignores Range
                     have = 0
                 length = resp.headers.get("Content-Length")
                 total = have + int(length) if length is not None else None
                 with open(part, "ab" if have else "wb") as out, tqdm(
-                    total=total, initial=have, unit="B", unit_scale=True, desc=info.name, disable=not progress
+                    total=total, initial=have, unit="B", unit_scale=True, desc=label, disable=not progress
                 ) as bar:
                     _copy(resp, out, bar.update)
         except urllib.error.HTTPError as exc:
@@ -216,15 +235,15 @@ def _fetch(info: DatasetInfo, part: Path, archive: Path, target: Path, progress:
                     return
                 part.unlink()
                 continue
-            raise _offline(info, f"HTTP {exc.code} {exc.reason}", archive, target) from None
+            raise fail(f"HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise _offline(info, f"{type(exc).__name__}: {reason}", archive, target) from None
+            raise fail(f"{type(exc).__name__}: {reason}") from None
         size = part.stat().st_size
         if total is not None and size != total:
-            raise _offline(info, f"the connection closed after {size} of {total} bytes", archive, target)
+            raise fail(f"the connection closed after {size} of {total} bytes")
         return
-    raise _offline(info, "the server refused to resume the partial download", archive, target)
+    raise fail("the server refused to resume the partial download")
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, update: Callable[[int], object]) -> None:
