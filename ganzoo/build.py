@@ -45,6 +45,25 @@ def _call(section: str, recipe: Recipe, fn, *args, **kwargs):
         raise RecipeError(f'{recipe.source} [{section}] name="{name}": {exc}') from exc
 
 
+def place_network(net: nn.Module, device: torch.device, *, channels_last: bool = False,
+                  compile: bool = False) -> nn.Module:
+    """Move a freshly built network to ``device``, optionally NHWC and compiled.
+
+    ``channels_last`` stores 4-d weights NHWC; convolutions then return NHWC activations
+    whatever the layout of the input, so inputs need no conversion (the first convolution
+    converts). ``compile`` compiles the module in place (``nn.Module.compile``): calls go
+    through ``torch.compile`` while the module object, its parameters and its state_dict
+    keys stay those of the eager module (no ``_orig_mod.`` prefix), so checkpoints and
+    reference exports are unchanged. Whether either helps is measured in docs/benchmarks.md.
+    """
+    net = net.to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if compile:
+        net.compile()
+    return net
+
+
 def build_method(recipe: Recipe, registry: Registry, device: torch.device, precision: Precision | None = None) -> Method:
     """Build the recipe's method with its networks on ``device``."""
     gen = registry.get("generator", recipe.generator.name)
@@ -54,11 +73,11 @@ def build_method(recipe: Recipe, registry: Registry, device: torch.device, preci
     def make_generator(in_channels: int, out_channels: int) -> nn.Module:
         net = _call("generator", recipe, gen.build, recipe.generator.config,
                     in_channels=in_channels, out_channels=out_channels)
-        return net.to(device)
+        return place_network(net, device, channels_last=recipe.run.channels_last, compile=recipe.run.compile)
 
     def make_discriminator(in_channels: int) -> nn.Module:
         net = _call("discriminator", recipe, disc.build, recipe.discriminator.config, in_channels=in_channels)
-        return net.to(device)
+        return place_network(net, device, channels_last=recipe.run.channels_last, compile=recipe.run.compile)
 
     parts = MethodParts(
         make_generator=make_generator,

@@ -4,10 +4,13 @@ A checkpoint is a nested tree of dicts, lists, tensors and JSON scalars (network
 optimisers, schedulers, pools, RNG states, counters, the resolved recipe). Tensors go into
 the safetensors payload under their path in the tree; everything else goes into the file's
 metadata as JSON. Loading therefore never unpickles anything. Writes are atomic: a
-temporary file in the same folder is written, fsynced and renamed over the target.
+temporary file in the same folder is written, fsynced and renamed over the target, and the
+folder is fsynced, so a crash (even kill -9 or a power cut) leaves the old file or the new
+one under the final name, never a partial one. See docs/reliability.md.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -23,6 +26,7 @@ from ganzoo.errors import CheckpointError
 FORMAT = "ganzoo-checkpoint"
 FORMAT_VERSION = 1
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
+_TMP_SUFFIX = ".tmp"
 
 
 def _flatten(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -68,19 +72,30 @@ def to_bytes(tree: dict[str, Any]) -> bytes:
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # also KeyboardInterrupt: never leave our temporary file behind
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable. Some filesystems cannot fsync a folder; the rename still happened."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES):
+            raise
     finally:
         os.close(dir_fd)
 
@@ -110,15 +125,24 @@ def load(path: str | Path, *, device: str = "cpu") -> dict[str, Any]:
             "Reference-format .pth files are read by `ganzoo translate --checkpoint FILE.pth`."
         )
     try:
-        return _unflatten(json.loads(meta["tree"]), tensors)
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}).") from None
+        tree = _unflatten(json.loads(meta["tree"]), tensors)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(
+            f"{path}: checkpoint metadata is damaged ({type(exc).__name__}: {exc}). "
+            "Use an earlier checkpoint of the run."
+        ) from None
+    if not isinstance(tree, dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged (the tree is not a table).")
+    return tree
 
 
 class RunCheckpoints:
     """The checkpoints of one run directory: ``checkpoints/step_NNNNNNNNN.safetensors`` plus a
     ``checkpoints/latest`` pointer (a text file naming the newest), moved only after the file
     it names is complete. Keeps the newest ``keep_last`` files.
+
+    One process writes a run directory at a time. Temporary files left by a killed writer
+    (``.step_*.tmp``) are ignored by readers and removed by the next :meth:`save`.
     """
 
     def __init__(self, run_dir: Path, keep_last: int = 3) -> None:
@@ -129,13 +153,49 @@ class RunCheckpoints:
         return self.dir / f"step_{step:09d}.safetensors"
 
     def save(self, step: int, tree: dict[str, Any]) -> Path:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Write the checkpoint of ``step``, move ``latest`` to it, drop the oldest.
+
+        An OSError (disk full, read-only or vanished folder, no permission) becomes a
+        CheckpointError naming the file; the previous checkpoints are left as they were.
+        """
         path = self.path_for(step)
-        save(path, tree)
-        atomic_write(self.dir / "latest", f"{path.name}\n".encode())
+        data = to_bytes(tree)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_tmp()
+            atomic_write(path, data)
+            atomic_write(self.dir / "latest", f"{path.name}\n".encode())
+        except OSError as exc:
+            raise self._write_error(path, exc) from None
         for old in self.all()[: -self.keep_last]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError:
+                pass  # an old checkpoint we cannot delete does no harm; the new one is safe
         return path
+
+    def _remove_stale_tmp(self) -> None:
+        for tmp in self.dir.glob(f".*{_TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+
+    def _write_error(self, path: Path, exc: OSError) -> CheckpointError:
+        try:
+            previous = self.latest()
+        except OSError:
+            previous = None
+        kept = (f"the previous checkpoint {previous} is intact: continue later with "
+                f"`ganzoo run --resume {self.dir.parent}`" if previous else "no earlier checkpoint exists")
+        fix = {
+            errno.ENOSPC: "Free space on that disk",
+            errno.EDQUOT: "Free space on that disk (the quota is exceeded)",
+            errno.EROFS: "The filesystem is read-only",
+            errno.EACCES: "Fix the folder's permissions",
+            errno.EPERM: "Fix the folder's permissions",
+        }.get(exc.errno, "Check the disk and the folder")
+        return CheckpointError(
+            f"{path}: cannot write the checkpoint: {exc.strerror or exc}. {fix}, or start the run "
+            f"in another directory with --out; {kept}."
+        )
 
     def all(self) -> list[Path]:
         return sorted(self.dir.glob("step_*.safetensors"))

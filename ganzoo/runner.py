@@ -1,7 +1,9 @@
 """``ganzoo run``: recipe -> validated objects -> run directory -> Trainer, or resume a run.
 
-Everything is validated and built on CPU-side objects before the run directory is touched,
-so a bad recipe or missing data leaves no half-made run behind.
+Everything is validated and built, and a resumed state loaded, before the run directory is
+touched, so a bad recipe, missing data or an unfitting checkpoint leaves no half-made run
+behind and earlier outputs as they were. Exit statuses: 0 done, 2 user error (GanzooError),
+128 + signal number when a signal stopped the run (130 SIGINT, 143 SIGTERM).
 """
 from __future__ import annotations
 
@@ -10,25 +12,32 @@ from pathlib import Path
 import click
 
 from ganzoo import checkpoint, rng
+from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, resolve_device
-from ganzoo.checkpoint import RunCheckpoints
+from ganzoo.checkpoint import RunCheckpoints, atomic_write
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
-from ganzoo.errors import GanzooError
-from ganzoo.precision import Precision
+from ganzoo.errors import CheckpointError, GanzooError
+from ganzoo.guard import GuardedPrecision, NonFiniteGuard
 from ganzoo.trainer import Trainer
+
+_TRAINING_KEYS = ("recipe", "step", "epoch", "epoch_pos", "networks", "optimizers", "schedulers", "method", "rng")
 
 
 def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], steps: int | None,
                  out: Path | None, resume: Path | None) -> str:
-    tree = None
+    """Train (or resume) and return the final status.
+
+    Raises SystemExit(128 + signal) when SIGINT/SIGTERM stopped the run, after saving and
+    saying how to resume (or, after a second Ctrl-C, without saving).
+    """
+    tree = latest = None
     if resume is not None:
-        latest = RunCheckpoints(resume).latest()
-        if latest is None:
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise GanzooError(
-                f"--resume {resume}: no checkpoint there (expected {resume}/checkpoints/step_*.safetensors). "
-                "Start a new run with `ganzoo run RECIPE --out DIR` instead."
+                f"--out {out} --resume {resume}: a resumed run continues in its own directory. "
+                "Drop --out (or copy the run directory to the new place and resume the copy)."
             )
-        tree = checkpoint.load(latest)
+        latest, tree = load_training_checkpoint(resume)
         raw, source = tree["recipe"], f"{latest} (stored recipe)"
         if recipe is not None:
             click.echo(f"note: resuming with the recipe stored in {latest}; {recipe} is ignored", err=True)
@@ -48,28 +57,94 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     device = resolve_device(cfg.run.device, source)
     rng.seed_everything(cfg.run.seed)
     dataset = build_dataset(cfg, registry, "train")
-    precision = Precision(cfg.run.precision, device)
+    precision = GuardedPrecision(cfg.run.precision, device, NonFiniteGuard())
     method = build_method(cfg, registry, device, precision)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.toml").write_text(dump_toml(recipe_to_dict(cfg)))
     trainer = Trainer(recipe=cfg, method=method, dataset=dataset, run_dir=run_dir, pm=pm, device=device,
                       precision=precision)
     if tree is not None:
-        trainer.load_state_tree(tree)
+        trainer.load_state_tree(tree, source=str(latest))
+    _prepare_run_dir(run_dir, cfg)
+    if tree is not None:
         click.echo(f"resuming {run_dir} at step {trainer.step}", err=True)
     click.echo(f"training {cfg.method.name} ({cfg.generator.name} / {cfg.discriminator.name}) on {device}: "
                f"{len(dataset)} images, {trainer.total_steps} steps -> {run_dir}", err=True)
-    status = trainer.fit()
+    try:
+        status = trainer.fit()
+    except KeyboardInterrupt:  # the second Ctrl-C
+        saved = trainer.checkpoints.latest()
+        kept = f"the last checkpoint is {saved}; resume with: ganzoo run --resume {run_dir}" if saved else \
+            "no checkpoint was written"
+        click.echo(f"aborted at step {trainer.step} without saving; {kept}", err=True)
+        raise SystemExit(EXIT_SIGINT) from None
+    finally:
+        trainer.signals.disarm()  # fit() has cleaned up
+    if trainer.signals.aborting:  # the second Ctrl-C came after the last save
+        status = "interrupted"
+    _report_skips(trainer)
     latest = trainer.checkpoints.latest()
     if status == "interrupted":
         click.echo(f"stopped at step {trainer.step}; saved {latest}. Resume with: ganzoo run --resume {run_dir}",
                    err=True)
-        return status
+        raise SystemExit(trainer.signals.exit_code)
     click.echo(f"done: step {trainer.step}, checkpoint {latest}", err=True)
     _report(cfg, method, registry, device, run_dir)
     click.echo(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", err=True)
     return status
+
+
+def load_training_checkpoint(run_dir: Path) -> tuple[Path, dict]:
+    """The latest checkpoint of ``run_dir`` and its tree; every problem is a CheckpointError."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(
+            f"--resume {run_dir}: no such run directory. Give the --out directory of an earlier "
+            "`ganzoo run`, or start a new run with `ganzoo run RECIPE --out DIR`."
+        )
+    checkpoints = RunCheckpoints(run_dir)
+    latest = checkpoints.latest()
+    if latest is None:
+        raise CheckpointError(
+            f"--resume {run_dir}: no checkpoint there (expected {run_dir}/checkpoints/step_*.safetensors). "
+            "Start a new run with `ganzoo run RECIPE --out DIR` instead."
+        )
+    try:
+        tree = checkpoint.load(latest)
+    except CheckpointError as exc:
+        older = [p.name for p in checkpoints.all() if p != latest]
+        if not older:
+            raise
+        raise CheckpointError(
+            f"{exc} Earlier checkpoints of this run: {', '.join(older)}; move {latest.name} out of "
+            f"{latest.parent} to resume from {older[-1]}."
+        ) from None
+    missing = [k for k in _TRAINING_KEYS if k not in tree]
+    if missing or not isinstance(tree.get("recipe"), dict):
+        raise CheckpointError(
+            f"{latest}: not a ganzoo training checkpoint (missing {', '.join(missing) or 'a valid recipe'}), "
+            "so the run cannot continue from it. Use a checkpoint written by `ganzoo run`."
+        )
+    return latest, tree
+
+
+def _prepare_run_dir(run_dir: Path, cfg) -> None:
+    """Create the run directory and write the resolved recipe; an OSError is the user's to fix."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "recipe.toml", dump_toml(recipe_to_dict(cfg)).encode())
+    except OSError as exc:
+        raise GanzooError(
+            f"{run_dir}: cannot create the run directory or write into it ({exc.strerror or exc}). "
+            "Choose a writable place with --out."
+        ) from None
+
+
+def _report_skips(trainer: Trainer) -> None:
+    if trainer.skipped_images:
+        click.echo(f"skipped {len(trainer.skipped_images)} unreadable image file(s) in this run (warnings "
+                   'above; [data] bad_images = "skip"); metrics.jsonl counts them as skipped_images', err=True)
+    if trainer.skipped_steps:
+        click.echo(f"skipped {trainer.skipped_steps} step(s) with non-finite values ([run] nonfinite = "
+                   '"skip"); metrics.jsonl marks them with "nonfinite"', err=True)
 
 
 def _report(cfg, method, registry, device, run_dir: Path) -> None:

@@ -12,6 +12,7 @@ import ganzoo_cyclegan
 import ganzoo_pix2pix
 from ganzoo.plugins import get_plugin_manager
 from ganzoo.registry import Registry
+from imagefiles import write_images
 
 
 def pytest_addoption(parser):
@@ -58,20 +59,6 @@ def _one_thread():
 def _write_images_fixture():
     """The :func:`write_images` helper, for tests that make their own folders."""
     return write_images
-
-
-def write_images(folder: Path, n: int, size: int = 40, mode: str = "RGB", seed: int = 0, names=None) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    channels = {"RGB": 3, "L": 1}[mode]
-    for i in range(n):
-        arr = rng.integers(0, 256, size=(size, size, channels), dtype=np.uint8)
-        img = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode=None)
-        path = folder / f"{names[i] if names else f'img{i:03d}'}.png"
-        img.save(path)
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture

@@ -7,17 +7,20 @@ device (:mod:`ganzoo.data.augment`), so a dataset item depends only on (index, e
 """
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ganzoo.config import AugmentConfig
 from ganzoo.data.images import Decoded, convert_channels, open_image, to_tensor
+from ganzoo.errors import DataError, GanzooError
 
 _MAKE_POWER_2_BASE = 4  # the reference rounds sizes to a multiple of 4 for preprocess "none"
 
@@ -140,3 +143,95 @@ def random_index(seed: int, epoch: int, index: int, n: int) -> int:
     """A random integer in [0, n) that depends only on (seed, epoch, index)."""
     rng = np.random.default_rng([seed % 2**63, epoch % 2**63, index])
     return int(rng.integers(n))
+
+
+class SkipUnreadable(Dataset):
+    """``[data] bad_images = "skip"``: an item whose file cannot be read is replaced by the
+    next readable one (index + 1, + 2, ... wrapping around), so the substitute depends only on
+    (index, epoch) and a resumed run sees the same data.
+
+    Validation is lazy (the real decode in ``__getitem__``, which also catches truncated files
+    a header scan would pass), so it costs nothing up front. The message of every file skipped
+    on the way travels with the item as ``item["skipped"]``, a JSON list in a string (strings
+    survive DataLoader collation and worker processes); the trainer warns once per file.
+
+    Args:
+        dataset: the PairDataset to read from.
+
+    Raises:
+        DataError: when no item at all can be read.
+    """
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+        self.aligned = dataset.aligned
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n, skipped = len(self.dataset), []
+        for offset in range(n):
+            try:
+                item = self.dataset[(index + offset) % n]
+            except DataError as exc:
+                skipped.append(str(exc))
+                continue
+            item["skipped"] = json.dumps(skipped)
+            return item
+        raise DataError(
+            f'[data] bad_images = "skip": none of the {n} items could be read, so there is nothing to '
+            f"train on. The first problem: {skipped[0] if skipped else 'the dataset is empty'}"
+        )
+
+
+def skipped_messages(batch: dict[str, Any]) -> list[str]:
+    """The messages of files skipped while loading ``batch`` (see :class:`SkipUnreadable`)."""
+    return [msg for packed in batch.get("skipped", ()) for msg in json.loads(packed)]
+
+
+def unwrap_worker_error(exc: Exception) -> Exception:
+    """The user-facing error a DataLoader worker raised, without the worker's traceback.
+
+    A DataLoader re-raises a worker's exception as ``type(exc)("Caught X in DataLoader worker
+    process N.\\nOriginal Traceback ...\\nmodule.X: <message>")``; a GanzooError must reach
+    the user as its own one message, so this returns ``type(exc)(<message>)``. Any other
+    exception is returned unchanged.
+    """
+    text = str(exc)
+    if not (text.startswith("Caught ") and "\nOriginal Traceback" in text):
+        return exc
+    cls = type(exc)
+    _, found, message = text.rpartition(f"\n{cls.__module__}.{cls.__qualname__}: ")
+    return cls(message.rstrip("\n")) if found else exc
+
+
+@contextlib.contextmanager
+def loader_batches(loader: DataLoader) -> Iterator[Iterator[Any]]:
+    """Iterate a DataLoader for one epoch, as ``with loader_batches(loader) as batches:``.
+
+    A GanzooError raised in a worker process comes out as its own message
+    (:func:`unwrap_worker_error`), and the workers are shut down on every way out of the
+    block: the traceback of an exception would otherwise keep them alive until exit.
+    """
+    it = iter(loader)
+
+    def batches() -> Iterator[Any]:
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except GanzooError as exc:
+                raise unwrap_worker_error(exc) from None
+            yield batch
+
+    try:
+        yield batches()
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # multi-process iterators only
+        if shutdown is not None:
+            shutdown()
