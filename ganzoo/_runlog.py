@@ -44,15 +44,18 @@ class MetricsLog:
 
     Args:
         path: the ``metrics.jsonl`` file (created on the first write).
+        enabled: False makes every call a no-op (ranks other than 0 under torchrun).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = Path(path)
         self._file = None
-        self._failed = False
+        self._failed = not enabled
 
     def rewind(self, step: int) -> None:
         """Drop the records of steps after ``step`` (and a torn last line)."""
+        if self._failed:
+            return
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
             keep = [line for line in lines if line.endswith("\n") and _step_of(line) <= step]

@@ -123,8 +123,8 @@ class GuardedPrecision(Precision):
         self.guard.note_loss(loss, name)
         super().backward(loss, name)
 
-    def step(self, optimizer: torch.optim.Optimizer, name: str) -> None:
+    def _update(self, optimizer: torch.optim.Optimizer, name: str) -> None:
         if self.guard.allow(optimizer, name, grads=self.mode != "fp16-mixed"):
-            super().step(optimizer, name)
+            super()._update(optimizer, name)
         else:
             optimizer.zero_grad(set_to_none=True)  # nothing of the bad update may leak into the next one

@@ -6,6 +6,8 @@ from typing import Any, ContextManager
 
 import torch
 
+from ganzoo.distributed import World, average_gradients
+
 from ganzoo.errors import RecipeError
 
 _DTYPES = {"fp32": None, "bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
@@ -35,6 +37,8 @@ class Precision:
         ...     loss = criterion(net(x), y)
         >>> prec.backward_step(loss, optimizer, "G")  # or backward(part, "G") per part, then step(optimizer, "G")
     """
+
+    world: World = World()  # set by the runner under torchrun
 
     def __init__(self, mode: str, device: torch.device) -> None:
         if mode not in _DTYPES:
@@ -79,7 +83,12 @@ class Precision:
 
     def step(self, optimizer: torch.optim.Optimizer, name: str) -> None:
         """``optimizer.step()``; for fp16 through its scaler, which unscales the gradients,
-        skips the step if one is inf/NaN, and updates the scale."""
+        skips the step if one is inf/NaN, and updates the scale. Under torchrun the gradients
+        are first averaged over all ranks, so every rank takes the same step."""
+        average_gradients(optimizer, self.world)
+        self._update(optimizer, name)
+
+    def _update(self, optimizer: torch.optim.Optimizer, name: str) -> None:
         if self.mode != "fp16-mixed":
             optimizer.step()
             return

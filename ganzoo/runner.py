@@ -15,6 +15,7 @@ from ganzoo import checkpoint, rng
 from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
+from ganzoo import distributed
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError, GanzooError
 from ganzoo.guard import GuardedPrecision, NonFiniteGuard
@@ -54,20 +55,29 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
             "(nothing was overwritten)."
         )
 
-    device = resolve_device(cfg.run.device, source)
+    world = distributed.world_from_env()
+    device = distributed.init(world, resolve_device(cfg.run.device, source))
     rng.seed_everything(cfg.run.seed)
     dataset = build_dataset(cfg, registry, "train")
     precision = GuardedPrecision(cfg.run.precision, device, NonFiniteGuard())
+    precision.world = world
     method = build_method(cfg, registry, device, precision)
+    distributed.broadcast_parameters(method.networks.values(), world)
+    if world.distributed:  # each rank draws its own crops and flips
+        rng.seed_everything(cfg.run.seed + world.rank)
     trainer = Trainer(recipe=cfg, method=method, dataset=dataset, run_dir=run_dir, pm=pm, device=device,
-                      precision=precision)
+                      precision=precision, world=world)
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
-    _prepare_run_dir(run_dir, cfg)
+    if world.is_main:
+        _prepare_run_dir(run_dir, cfg)
+    distributed.barrier(world)
     if tree is not None:
         click.echo(f"resuming {run_dir} at step {trainer.step}", err=True)
-    click.echo(f"training {cfg.method.name} ({cfg.generator.name} / {cfg.discriminator.name}) on {device}: "
-               f"{len(dataset)} images, {trainer.total_steps} steps -> {run_dir}", err=True)
+    ranks = f" x {world.size} processes" if world.distributed else ""
+    if world.is_main:
+        click.echo(f"training {cfg.method.name} ({cfg.generator.name} / {cfg.discriminator.name}) on {device}"
+                   f"{ranks}: {len(dataset)} images, {trainer.total_steps} steps -> {run_dir}", err=True)
     try:
         status = trainer.fit()
     except KeyboardInterrupt:  # the second Ctrl-C
@@ -86,9 +96,11 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         click.echo(f"stopped at step {trainer.step}; saved {latest}. Resume with: ganzoo run --resume {run_dir}",
                    err=True)
         raise SystemExit(trainer.signals.exit_code)
-    click.echo(f"done: step {trainer.step}, checkpoint {latest}", err=True)
-    _report(cfg, method, registry, device, run_dir)
-    click.echo(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", err=True)
+    if world.is_main:
+        click.echo(f"done: step {trainer.step}, checkpoint {latest}", err=True)
+        _report(cfg, method, registry, device, run_dir)
+        click.echo(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", err=True)
+    distributed.shutdown()
     return status
 
 

@@ -24,6 +24,7 @@ from ganzoo.config import Recipe, recipe_to_dict
 from ganzoo.data.augment import build_augment
 from ganzoo.data.dataset import SkipUnreadable, loader_batches, skipped_messages
 from ganzoo.data.sampler import EpochSampler
+from ganzoo.distributed import World, barrier
 from ganzoo.errors import CheckpointError
 from ganzoo.guard import NonFiniteError, NonFiniteGuard
 from ganzoo.method import Method
@@ -46,19 +47,21 @@ class Trainer:
         device: the training device.
         precision: the Precision the method was built with (its grad scalers are saved); a
             :class:`ganzoo.guard.GuardedPrecision` also lets no non-finite gradient through.
+        world: this process's rank under torchrun (rank 0 alone writes files).
     """
 
     def __init__(self, *, recipe: Recipe, method: Method, dataset, run_dir: Path, pm, device: torch.device,
-                 precision: Precision):
+                 precision: Precision, world: World = World()):
         self.recipe, self.method, self.dataset, self.pm, self.device = recipe, method, dataset, pm, device
-        self.precision = precision
+        self.precision, self.world = precision, world
         self.guard: NonFiniteGuard = getattr(precision, "guard", None) or NonFiniteGuard()
         self.guard.watch(method.networks)
         self.run_dir = Path(run_dir)
         run, data = recipe.run, recipe.data
         self.step, self.epoch, self.epoch_pos = 0, 0, 0  # epoch is 0-based; epoch_pos counts batches
         self.total_epochs = max(run.n_epochs + run.n_epochs_decay - run.epoch_count + 1, 0)
-        self.sampler = EpochSampler(len(dataset), seed=run.seed, shuffle=not data.serial_batches)
+        self.sampler = EpochSampler(len(dataset), seed=run.seed, shuffle=not data.serial_batches,
+                                    rank=world.rank, world_size=world.size)
         # A private generator (seeded per epoch) gives the workers their seeds without touching
         # the global RNG, whose state is part of the checkpoint.
         self._loader_rng = torch.Generator()
@@ -68,13 +71,13 @@ class Trainer:
             pin_memory=device.type == "cuda", drop_last=False, generator=self._loader_rng,
             worker_init_fn=ignore_in_worker,
         )
-        self.steps_per_epoch = math.ceil(len(dataset) / data.batch_size)
+        self.steps_per_epoch = math.ceil(len(self.sampler.shard()) / data.batch_size)
         total = self.total_epochs * self.steps_per_epoch
         self.total_steps = min(total, run.max_steps) if run.max_steps else total
         self.augment = build_augment(recipe.augment, aligned=dataset.aligned, train=True)
         self.schedulers = {k: build_scheduler(o, recipe.optim, run) for k, o in method.optimizers.items()}
         self.checkpoints = RunCheckpoints(self.run_dir, keep_last=run.keep_last)
-        self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", enabled=world.is_main)
         self.tb: TensorBoard | None = None  # opened by fit(): nothing touches the run directory before
         self.signals = StopSignals()
         self.skipped_steps, self.skipped_images = 0, []  # nonfinite = "skip" / bad_images = "skip"
@@ -90,7 +93,7 @@ class Trainer:
         """Train until the last epoch or ``max_steps``; return the final status."""
         self.method.train()
         self.metrics_log.rewind(self.step)
-        self.tb = TensorBoard(self.run_dir / "tb")
+        self.tb = TensorBoard(self.run_dir / "tb", enabled=self.world.is_main)
         self.pm.hook.ganzoo_on_run_start(trainer=self)
         status = "failed"
         bar = _progress(self.total_steps, self.step)
@@ -206,7 +209,7 @@ class Trainer:
     # ---- outputs --------------------------------------------------------------------------
     def write_samples(self) -> None:
         visuals = self.method.visuals()
-        if not visuals:
+        if not visuals or not self.world.is_main:
             return
         grid = image_grid(visuals)
         self.tb.image("samples", grid, self.step)
@@ -272,8 +275,13 @@ class Trainer:
                 f"step {self.step}: the weights of {', '.join(broken)} are not finite, so this state was not saved; "
                 f"the last good checkpoint is {self.checkpoints.latest()}. Lower [optim] lr."
             )
-        with self.signals.interruptible():
-            path = self.checkpoints.save(self.step, self.state_tree())
+        # every rank holds the same weights; rank 0 writes, the others wait for the file
+        barrier(self.world)
+        path = self.checkpoints.path_for(self.step)
+        if self.world.is_main:
+            with self.signals.interruptible():
+                path = self.checkpoints.save(self.step, self.state_tree())
+        barrier(self.world)
         self._saved_step = self.step
         self.pm.hook.ganzoo_on_checkpoint_saved(trainer=self, step=self.step, path=path)
         return path
