@@ -28,7 +28,10 @@ def ground_truth_dataset(recipe: Recipe, registry: Registry, split: str):
     if dataset.aligned:
         return dataset
     named = registry.get("pairing", "named")
-    cfg = named.config_cls(a_dir=f"{split}A", b_dir=f"{split}B")
+    a_dir, b_dir = f"{split}A", f"{split}B"
+    if getattr(recipe.pairing.config, "direction", "AtoB") == "BtoA":
+        a_dir, b_dir = b_dir, a_dir
+    cfg = named.config_cls(a_dir=a_dir, b_dir=b_dir)
     try:
         return named.build(cfg, split=split, data=recipe.data, augment=augment, seed=0)
     except DataError as exc:

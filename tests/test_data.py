@@ -361,3 +361,20 @@ def test_8bit_preprocessing_equals_the_reference_pipeline(tmp_path: Path, prepro
     ref = ref.resize(size, Image.Resampling.BICUBIC)
     expected = torch.from_numpy(np.asarray(ref, dtype=np.float32) / 255).reshape(size[1], size[0], channels)
     assert torch.equal(ours, expected.permute(2, 0, 1))
+
+
+def test_unaligned_direction_btoa_swaps_the_domains(tmp_path):
+    from ganzoo.config import AugmentConfig, DataConfig
+    from ganzoo.data.pairing import UnalignedConfig, build_unaligned
+    from imagefiles import write_images
+
+    root = tmp_path / "ds"
+    write_images(root / "trainA", 2, names=["a0", "a1"], seed=1)
+    write_images(root / "trainB", 3, names=["b0", "b1", "b2"], seed=2)
+    data = DataConfig(root=str(root), serial_batches=True)
+    augment = AugmentConfig(preprocess="none")
+    forward = build_unaligned(UnalignedConfig(), split="train", data=data, augment=augment, seed=0)
+    backward = build_unaligned(UnalignedConfig(direction="BtoA"), split="train", data=data, augment=augment, seed=0)
+    assert forward[0]["A_path"].endswith("a0.png") and forward[0]["B_path"].endswith("b0.png")
+    assert backward[0]["A_path"].endswith("b0.png") and backward[0]["B_path"].endswith("a0.png")
+    assert len(backward) == 3

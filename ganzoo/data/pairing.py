@@ -31,7 +31,11 @@ _TREES = {
 
 @dataclasses.dataclass(frozen=True)
 class UnalignedConfig:
-    """No options: channels, max_dataset_size and serial_batches come from [data]."""
+    """``direction = "BtoA"`` swaps the domains: ``<split>B`` becomes A (the reference's
+    --direction for unaligned data). Channels, max_dataset_size and serial_batches come from
+    [data]."""
+
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +172,8 @@ def build_unaligned(
     root, tree = Path(data.root), _TREES["unaligned"].format(split=_check_split(split))
     a_paths = _images(root, f"{split}A", "unaligned", tree, data.max_dataset_size)
     b_paths = _images(root, f"{split}B", "unaligned", tree, data.max_dataset_size)
+    if cfg.direction == "BtoA":
+        a_paths, b_paths = b_paths, a_paths
     serial = data.serial_batches or split != "train"
     return UnalignedDataset(a_paths, b_paths, serial=serial, **_common(data, augment, seed))
 
