@@ -206,7 +206,7 @@ def load_recipe(raw: dict[str, Any], registry: Registry, source: str = "<recipe>
     pairing_raw = {k: data_raw.pop(k) for k in list(data_raw) if k not in core_data_keys}
     for section, cls in CORE_SECTIONS.items():
         body = data_raw if section == "data" else raw.get(section, {})
-        built[section] = _build(cls, body, source, section, extra=pairing_raw if section == "data" else None)
+        built[section] = _build(cls, body, source, section)
     built["pairing"] = _component(
         registry, "pairing", built["data"].pairing, pairing_raw, source, "data", extra_keys=core_data_keys
     )
@@ -225,7 +225,7 @@ def load_recipe(raw: dict[str, Any], registry: Registry, source: str = "<recipe>
     return Recipe(**built, source=source)
 
 
-def _build(cls: type, body: dict[str, Any], source: str, section: str, extra: dict | None = None) -> Any:
+def _build(cls: type, body: dict[str, Any], source: str, section: str) -> Any:
     try:
         return build_dataclass(cls, body)
     except FieldError as exc:
