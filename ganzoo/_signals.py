@@ -79,6 +79,21 @@ class StopSignals:
         finally:
             self._depth -= 1
 
+    def requested_anywhere(self, world, device) -> bool:
+        """:attr:`requested` on any rank under torchrun (one small all-reduce), so that every
+        rank stops after the same step; a rank stopping alone would leave the others waiting
+        in the next gradient all-reduce forever."""
+        if not world.distributed:
+            return self.requested
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(self.requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self.signum is None:
+            self.signum = signal.SIGTERM  # stopped from outside, through another rank
+        return bool(flag.item())
+
     def disarm(self) -> None:
         """The run has ended and cleaned up: cancel the forced exit of an abort."""
         if self._abort_timer is not None:

@@ -18,6 +18,7 @@ import dataclasses
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ganzoo.errors import GanzooError
@@ -41,8 +42,11 @@ class DroppedUpdate:
     optimizer: str
     loss: float
     networks: tuple[str, ...]
+    elsewhere: bool = False  # under torchrun: dropped because another rank's update was not finite
 
     def describe(self) -> str:
+        if self.elsewhere:
+            return f"optimiser {self.optimizer} not updated (non-finite values on another rank)"
         where = f"; non-finite gradients in {', '.join(self.networks)}" if self.networks else ""
         return f"optimiser {self.optimizer} (loss {self.loss}) not updated{where}"
 
@@ -124,7 +128,14 @@ class GuardedPrecision(Precision):
         super().backward(loss, name)
 
     def _update(self, optimizer: torch.optim.Optimizer, name: str) -> None:
-        if self.guard.allow(optimizer, name, grads=self.mode != "fp16-mixed"):
+        allowed = self.guard.allow(optimizer, name, grads=self.mode != "fp16-mixed")
+        if self.world.distributed:  # every rank must drop the same updates, or their weights part
+            flag = torch.tensor([float(allowed)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            if allowed and not flag.item():
+                self.guard.dropped.append(DroppedUpdate(name, math.nan, (), elsewhere=True))
+            allowed = bool(flag.item())
+        if allowed:
             super()._update(optimizer, name)
         else:
             optimizer.zero_grad(set_to_none=True)  # nothing of the bad update may leak into the next one

@@ -112,7 +112,7 @@ class Trainer:
         return status
 
     def _done(self) -> bool:
-        return self.stop_requested or self.step >= self.total_steps
+        return self.signals.requested_anywhere(self.world, self.device) or self.step >= self.total_steps
 
     def _run_epoch(self, bar) -> None:
         self.sampler.set_epoch(self.epoch, start=self.epoch_pos * self.recipe.data.batch_size)

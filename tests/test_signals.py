@@ -273,3 +273,29 @@ def test_a_worker_ignores_sigint_and_leaves_quietly_soon_after_sigterm():
     assert proc.stdout == "alive\n", proc.stderr  # survived both signals at first
     assert proc.returncode == 0  # status 0: the DataLoader does not take it for a crash
     assert time.monotonic() - started < 20  # and did not wait for the sleep to end
+
+
+def test_a_second_ctrl_c_outside_the_step_is_deferred_to_the_next_interruptible_block():
+    from ganzoo._signals import StopSignals
+
+    stop = StopSignals()
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested and not stop.aborting
+        os.kill(os.getpid(), signal.SIGINT)  # e.g. while TensorBoard holds a lock: nothing raised here
+        assert stop.aborting
+        with pytest.raises(KeyboardInterrupt):
+            with stop.interruptible():  # ... but at once on entering the next step or save
+                pytest.fail("the block must not run")
+        stop.disarm()
+    assert stop._abort_timer.finished.is_set()  # the forced exit was cancelled
+
+    inside = StopSignals()
+    with inside.installed():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            with inside.interruptible():
+                os.kill(os.getpid(), signal.SIGINT)  # inside a step: raised right here
+                time.sleep(5)
+                pytest.fail("not interrupted")
+        inside.disarm()
