@@ -1,7 +1,8 @@
 """The ``ganzoo`` command line: run, translate, eval, list, plugins, data.
 
-User errors (GanzooError) are printed as one message without a traceback and exit with
-code 2; anything else is a bug and keeps its traceback.
+User errors (GanzooError) and the usage errors click catches (bad option values, unknown
+options) are printed as one ``error: ...`` message without a traceback and exit with code 2;
+anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -33,12 +34,48 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True, file=file)
 
 
+class _UsageError(click.UsageError):
+    """A usage error caught by click (bad option value, unknown option...) in the same one-line
+    ``error: ...`` form as a UserError, with click's "Try '... --help'" hint on that line."""
+
+    def __init__(self, message: str, ctx: click.Context | None, command_path: str) -> None:
+        super().__init__(message, ctx)
+        self.command_path = command_path
+
+    def show(self, file=None) -> None:
+        helps = ["--help"]  # what this CLI's context_settings give every command
+        if self.ctx is not None:
+            command = self.ctx.command
+            helps = command.get_help_option_names(self.ctx) if command.get_help_option(self.ctx) else []
+        hint = f" Try '{self.command_path} {max(helps, key=len)}' for help." if helps else ""
+        click.echo(f"error: {self.command_path}: {self.format_message()}{hint}", err=True, file=file)
+
+
+def _one_line(exc: click.UsageError, ctx: click.Context) -> click.UsageError:
+    """``exc`` as a _UsageError; ``ctx`` is the group's context, for errors click raises without one."""
+    if isinstance(exc, (_UsageError, click.exceptions.NoArgsIsHelpError)):
+        return exc  # already converted by a nested group; bare `ganzoo` shows the help
+    if exc.ctx is not None:
+        path = exc.ctx.command_path
+    else:  # e.g. "Option '--set' requires an argument": raised while parsing the subcommand
+        path = " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))
+    return _UsageError(exc.format_message(), exc.ctx, path)
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except GanzooError as exc:
             raise UserError(str(exc)) from None
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # the group's own options, e.g. `ganzoo --bogus`
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc, ctx) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,16 +93,24 @@ def cli() -> None:
               help="Run directory (default: runs/<run.name>).")
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path),
               help="Continue the run in this directory from its latest checkpoint.")
+@click.option("--init-from", type=click.Path(path_type=Path), metavar="DIR",
+              help="Start the networks from the reference's checkpoint folder DIR (e.g. checkpoints/horse2zebra: "
+                   "latest_net_G_A.pth ...), with fresh optimisers and schedule, as its --continue_train. "
+                   "Set [run] epoch_count for its --epoch_count.")
+@click.option("--init-epoch", metavar="latest|N",
+              help="Which files of --init-from: latest (default), N for N_net_*.pth (the reference's --epoch) "
+                   "or iter_N.")
 @click.option("--dry-run", is_flag=True,
               help="Validate and build everything, print parameter counts, FLOPs per step and a peak-memory "
                    "estimate, and exit without training.")
 def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out: Path | None,
-        resume: Path | None, dry_run: bool) -> None:
+        resume: Path | None, init_from: Path | None, init_epoch: str | None, dry_run: bool) -> None:
     """Train from a RECIPE (a TOML file in recipes/), or --resume a run."""
-    from ganzoo.runner import run_training
+    from ganzoo.runner import check_init_options, run_training
 
     if recipe is None and resume is None:
         raise RecipeError("ganzoo run: give a RECIPE file (e.g. recipes/quickstart.toml) or --resume RUN_DIR.")
+    check_init_options(init_from, init_epoch, resume)
     pm, registry = _registry()
     if dry_run:
         from ganzoo.config import apply_overrides, load_recipe, read_toml
@@ -74,9 +119,27 @@ def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out:
         if recipe is None:
             raise RecipeError("ganzoo run --dry-run: give a RECIPE file.")
         raw = apply_overrides(read_toml(recipe), list(overrides))
-        click.echo(dry_run_report(load_recipe(raw, registry, source=str(recipe)), registry))
+        cfg = load_recipe(raw, registry, source=str(recipe))
+        if init_from is not None:
+            click.echo(_check_init_files(cfg, registry, init_from, init_epoch))
+        click.echo(dry_run_report(cfg, registry))
         return
-    run_training(pm, registry, recipe=recipe, overrides=list(overrides), steps=steps, out=out, resume=resume)
+    run_training(pm, registry, recipe=recipe, overrides=list(overrides), steps=steps, out=out, resume=resume,
+                 init_from=init_from, init_epoch=init_epoch)
+
+
+def _check_init_files(cfg, registry, init_from: Path, init_epoch: str | None) -> str:
+    """--dry-run --init-from: load the files into the recipe's networks built on the CPU."""
+    import torch
+
+    from ganzoo import warmstart
+    from ganzoo.build import build_method
+
+    folder, epoch = warmstart.locate(init_from, init_epoch)
+    method = build_method(cfg, registry, torch.device("cpu"))
+    files = warmstart.find_files(init_from, folder, epoch, method.networks, cfg.method.name)
+    warmstart.apply(files, method, cfg)
+    return f"--init-from: {', '.join(f.name for f in files.paths.values())} fit the recipe's networks"
 
 
 @cli.command()

@@ -84,7 +84,8 @@ def read_reference_state_dict(path: str | Path) -> dict[str, Tensor]:
 def _load_failure(path: Path, exc: Exception) -> str:
     """One line on why torch.load refused the file (torch's own text suggests unsafe loading)."""
     text = str(exc)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # "Unsupported global: GLOBAL x.y", or "unsupported GLOBAL posix.system whose module posix is blocked"
+    found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", text, re.IGNORECASE)
     if found:
         return (f"it refers to {found.group(1)}, which a state_dict never does: it is a pickled object or "
                 "model, or a malicious file; nothing from it was run")
@@ -321,8 +322,14 @@ def _read_recipe(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _fill_batch_counters(state: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
-    """Add the ``num_batches_tracked`` counters that batch-norm saves of PyTorch < 0.4.1 lack."""
+def fit_reference_state(state: Mapping[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
+    """``state`` as ``net.load_state_dict(strict=True)`` takes it from an old reference save.
+
+    Drops the instance-norm ``running_mean``/``running_var`` buffers PyTorch < 0.4 saved (the
+    reference deletes them when loading) and adds the batch-norm ``num_batches_tracked``
+    counters saves of PyTorch < 0.4.1 lack. Works for generators and discriminators alike.
+    """
+    state = strip_legacy_norm_keys(dict(state), net)
     for prefix, m in net.named_modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
             key = f"{prefix}.num_batches_tracked"
@@ -355,7 +362,7 @@ def load_reference_generator(
         net = registry.get("generator", name).build(cfg, in_channels=cin, out_channels=cout)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot build generator {name!r} with {cfg}: {exc}") from None
-    state = _fill_batch_counters(strip_legacy_norm_keys(state, net), net)
+    state = fit_reference_state(state, net)
     load_state_dict_checked(net, state, f"{path} (read as {name}, {cin} -> {cout} channels, {cfg})")
     return net.to(device).eval(), cin
 

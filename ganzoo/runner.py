@@ -1,9 +1,10 @@
 """``ganzoo run``: recipe -> validated objects -> run directory -> Trainer, or resume a run.
 
-Everything is validated and built, and a resumed state loaded, before the run directory is
-touched, so a bad recipe, missing data or an unfitting checkpoint leaves no half-made run
-behind and earlier outputs as they were. Exit statuses: 0 done, 2 user error (GanzooError),
-128 + signal number when a signal stopped the run (130 SIGINT, 143 SIGTERM).
+Everything is validated and built, and a resumed state or the reference weights of
+``--init-from`` loaded, before the run directory is touched, so a bad recipe, missing data or
+an unfitting checkpoint leaves no half-made run behind and earlier outputs as they were. Exit
+statuses: 0 done, 2 user error (GanzooError), 128 + signal number when a signal stopped the run
+(130 SIGINT, 143 SIGTERM).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ganzoo import checkpoint, rng
 from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
-from ganzoo import distributed
+from ganzoo import distributed, warmstart
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError, GanzooError
 from ganzoo.guard import GuardedPrecision, NonFiniteGuard
@@ -25,13 +26,18 @@ _TRAINING_KEYS = ("recipe", "step", "epoch", "epoch_pos", "networks", "optimizer
 
 
 def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], steps: int | None,
-                 out: Path | None, resume: Path | None) -> str:
+                 out: Path | None, resume: Path | None, init_from: Path | None = None,
+                 init_epoch: str | None = None) -> str:
     """Train (or resume) and return the final status.
+
+    ``init_from`` (with ``init_epoch``) starts the networks from the reference's
+    ``{epoch}_net_{NAME}.pth`` files, as its ``--continue_train`` (see :mod:`ganzoo.warmstart`).
 
     Raises SystemExit(128 + signal) when SIGINT/SIGTERM stopped the run, after saving and
     saying how to resume (or, after a second Ctrl-C, without saving).
     """
-    tree = latest = None
+    tree = latest = init = None
+    check_init_options(init_from, init_epoch, resume)
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise GanzooError(
@@ -46,6 +52,8 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         raw, source = read_toml(recipe), str(recipe)
     raw = apply_overrides(raw, overrides + ([f"run.max_steps={steps}"] if steps else []))
     cfg = load_recipe(raw, registry, source=source)
+    if init_from is not None:
+        init_folder, init_epoch = warmstart.locate(init_from, init_epoch)
 
     run_dir = resume if resume is not None else (out or Path("runs") / cfg.run.name)
     if resume is None and RunCheckpoints(run_dir).all():
@@ -62,6 +70,9 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     precision = GuardedPrecision(cfg.run.precision, device, NonFiniteGuard())
     precision.world = world
     method = build_method(cfg, registry, device, precision)
+    if init_from is not None:
+        init = warmstart.find_files(init_from, init_folder, init_epoch, method.networks, cfg.method.name)
+        warmstart.apply(init, method, cfg)
     distributed.broadcast_parameters(method.networks.values(), world)
     if world.distributed:  # each rank draws its own crops and flips
         rng.seed_everything(cfg.run.seed + world.rank)
@@ -70,10 +81,12 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
     if world.is_main:
-        _prepare_run_dir(run_dir, cfg)
+        _prepare_run_dir(run_dir, cfg, {warmstart.RECORD_FILE: warmstart.record(init, cfg)} if init else {})
     distributed.barrier(world)
     if tree is not None:
         click.echo(f"resuming {run_dir} at step {trainer.step}", err=True)
+    if init is not None and world.is_main:
+        click.echo(f"{warmstart.summary(init, cfg)} (recorded in {run_dir / warmstart.RECORD_FILE})", err=True)
     ranks = f" x {world.size} processes" if world.distributed else ""
     if world.is_main:
         click.echo(f"training {cfg.method.name} ({cfg.generator.name} / {cfg.discriminator.name}) on {device}"
@@ -138,11 +151,25 @@ def load_training_checkpoint(run_dir: Path) -> tuple[Path, dict]:
     return latest, tree
 
 
-def _prepare_run_dir(run_dir: Path, cfg) -> None:
-    """Create the run directory and write the resolved recipe; an OSError is the user's to fix."""
+def check_init_options(init_from: Path | None, init_epoch: str | None, resume: Path | None) -> None:
+    """--init-from starts a new run; --init-epoch belongs to it."""
+    if init_from is not None and resume is not None:
+        raise GanzooError(
+            f"--init-from {init_from} --resume {resume}: a resumed run continues from its own checkpoint. "
+            "Drop --init-from to resume, or drop --resume to start a new run from the reference's files."
+        )
+    if init_epoch is not None and init_from is None:
+        raise GanzooError(f"--init-epoch {init_epoch}: it chooses the files of --init-from; give --init-from DIR too.")
+
+
+def _prepare_run_dir(run_dir: Path, cfg, extra: dict[str, bytes]) -> None:
+    """Create the run directory, write the resolved recipe (and ``extra`` files: name -> bytes);
+    an OSError is the user's to fix."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(run_dir / "recipe.toml", dump_toml(recipe_to_dict(cfg)).encode())
+        for name, data in extra.items():
+            atomic_write(run_dir / name, data)
     except OSError as exc:
         raise GanzooError(
             f"{run_dir}: cannot create the run directory or write into it ({exc.strerror or exc}). "

@@ -1,0 +1,262 @@
+"""``ganzoo run RECIPE --init-from DIR``: train on from the reference's ``{epoch}_net_{NAME}.pth`` files.
+
+The reference's ``--continue_train --epoch E --epoch_count K`` loads ``E_net_G_A.pth`` and the
+other networks' files, then trains with fresh optimisers and a schedule that starts at epoch
+K. Here each network of the recipe's method is loaded, strictly, from the file of its own
+name (the built-in methods name their networks as the reference does: G_A, G_B, D_A, D_B
+for CycleGAN, G and D for pix2pix); optimisers and schedule start fresh and ``[run]
+epoch_count`` plays ``--epoch_count``. Files are read with :mod:`ganzoo.interop`'s safe
+loader and its fixes for old saves. :func:`locate` checks the folder before anything is
+built; :func:`find_files` and :func:`apply` run after the method is built and before the
+run directory is created, so a bad file leaves nothing behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from torch import Tensor, nn
+
+from ganzoo.config import Recipe, dump_toml
+from ganzoo.errors import CheckpointError, GanzooError
+from ganzoo.interop import _guess, fit_reference_state, read_reference_state_dict
+
+RECORD_FILE = "init_from.toml"
+_EPOCH = r"latest|\d+|iter_\d+"  # the reference's --epoch values, and --load_iter's iter_N
+# A prefix or one file of a set: checkpoints/h2z/latest, .../200_net_, .../200_net_G_A.pth
+_PREFIX = re.compile(rf"(?P<epoch>{_EPOCH})(?:_net(?:_\w+?)?(?:\.pth)?)?")
+_FILE = re.compile(rf"(?P<epoch>{_EPOCH})_net_(?P<name>\w+)\.pth")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitFiles:
+    """The reference files a run starts from: one per network of the method.
+
+    Args:
+        origin: ``--init-from`` as given (for messages and the record).
+        epoch: the reference's epoch label, ``latest`` or a number.
+        paths: network name -> file.
+        sha256: network name -> digest of the file.
+    """
+
+    origin: str
+    epoch: str
+    paths: dict[str, Path]
+    sha256: dict[str, str]
+
+
+def locate(init_from: str | Path, epoch: str | None) -> tuple[Path, str]:
+    """The checkpoint folder and epoch of ``--init-from`` (and ``--init-epoch``).
+
+    ``init_from`` is the reference's checkpoint folder (``checkpoints/<name>``), or a prefix
+    in it that names the epoch (``checkpoints/<name>/200``), or one file of the set
+    (``checkpoints/<name>/200_net_G_A.pth``). ``epoch`` defaults to ``latest``.
+    """
+    path = Path(init_from)
+    if epoch is not None and not re.fullmatch(_EPOCH, epoch):
+        raise GanzooError(
+            f"--init-epoch {epoch}: not an epoch of the reference. Use latest (the default, "
+            "latest_net_*.pth) or a number N (N_net_*.pth), as the reference's --epoch."
+        )
+    if path.is_dir():
+        return path, epoch or "latest"
+    named = _PREFIX.fullmatch(path.name)
+    if named is None or not path.parent.is_dir():
+        if path.exists():
+            problem = "not a folder"
+        elif named is not None:  # a prefix in a folder that does not exist
+            problem = f"{path.parent}: no such folder"
+        else:
+            problem = "no such folder"
+        raise CheckpointError(
+            f"--init-from {init_from}: {problem}. Give the reference's checkpoint folder (its "
+            "--checkpoints_dir/--name, e.g. checkpoints/horse2zebra), optionally with the epoch as a prefix "
+            "(checkpoints/horse2zebra/200 for 200_net_*.pth)."
+        )
+    if epoch is not None and epoch != named["epoch"]:
+        raise GanzooError(
+            f"--init-from {init_from} --init-epoch {epoch}: two different epochs ({named['epoch']} and "
+            f"{epoch}). Give the folder {path.parent} with --init-epoch, or the prefix alone."
+        )
+    return path.parent, named["epoch"]
+
+
+def find_files(init_from: str | Path, folder: Path, epoch: str, names: Iterable[str], method: str) -> InitFiles:
+    """``{epoch}_net_{NAME}.pth`` for every network name, with their digests.
+
+    Raises:
+        CheckpointError: a file is missing; the message lists what the folder holds.
+    """
+    names = list(names)
+    paths = {name: folder / f"{epoch}_net_{name}.pth" for name in names}
+    absent = [n for n, p in paths.items() if not p.is_file()]
+    if absent:
+        raise CheckpointError(_missing_message(init_from, folder, epoch, names, absent, method))
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in paths.items()}
+    return InitFiles(str(init_from), epoch, paths, digests)
+
+
+def _missing_message(init_from, folder: Path, epoch: str, names: list[str], absent: list[str], method: str) -> str:
+    found: dict[str, set[str]] = {}  # epoch -> network names present
+    for p in folder.iterdir():
+        m = _FILE.fullmatch(p.name)
+        if m:
+            found.setdefault(m["epoch"], set()).add(m["name"])
+    wanted = ", ".join(f"{epoch}_net_{n}.pth" for n in absent)
+    need = ", ".join(names)
+    if not found:
+        listing = "it holds no *_net_*.pth files"
+    else:
+        files = sorted(f"{e}_net_{n}.pth" for e, ns in found.items() for n in ns)
+        more = f" and {len(files) - 12} more" if len(files) > 12 else ""
+        listing = f"found: {', '.join(files[:12])}{more}"
+    complete = sorted((e for e, ns in found.items() if set(names) <= ns), key=lambda e: (e != "latest", e))
+    if complete:
+        fix = f"Choose a complete epoch with --init-epoch ({', '.join(complete)})."
+    elif found:
+        fix = (f"Method {method!r} needs the networks {need}; check [method] name (the reference's --model) "
+               "or copy the missing files there.")
+    else:
+        fix = "Give the folder the reference saved into (--checkpoints_dir/--name, e.g. checkpoints/horse2zebra)."
+    return f"--init-from {init_from}: no {wanted} in {folder} ({listing}). {fix}"
+
+
+def apply(files: InitFiles, method, recipe: Recipe) -> None:
+    """Load each network's file into ``method.networks`` strictly, one file in memory at a time.
+
+    Raises:
+        CheckpointError: a file is not a plain state_dict (see
+            :func:`ganzoo.interop.read_reference_state_dict`; nothing in it runs), or does not
+            fit its network: the message names the keys and shapes and the recipe key to set.
+    """
+    for name, net in method.networks.items():
+        path = files.paths[name]
+        raw = read_reference_state_dict(path)
+        state = fit_reference_state(raw, net)
+        problems = _differences(net.state_dict(), state)
+        if problems:
+            raise CheckpointError(
+                f"{path}: does not fit network {name} as {recipe.source} builds it ({_built_as(name, recipe)}): "
+                f"{problems}. {_hint(name, raw, recipe, str(path))}"
+            )
+        net.load_state_dict(state, strict=True)
+
+
+def _differences(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str:
+    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the recipe's network"
+              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    parts = []
+    for label, keys in (("shape mismatch(es)", shapes), ("key(s) missing from the file", missing),
+                        ("unexpected key(s) in the file", unexpected)):
+        if keys:
+            more = f" (and {len(keys) - 4} more)" if len(keys) > 4 else ""
+            parts.append(f"{len(keys)} {label}: {'; '.join(keys[:4])}{more}")
+    return "; ".join(parts)
+
+
+def _section(name: str) -> str | None:
+    return {"G": "generator", "D": "discriminator"}.get(name[:1])
+
+
+def _built_as(name: str, recipe: Recipe) -> str:
+    section = _section(name)
+    if section is None:
+        return f"network {name}"
+    comp = getattr(recipe, section)
+    keys = {k: v for k, v in dataclasses.asdict(comp.config).items() if k in ("ngf", "ndf", "norm", "n_layers",
+                                                                                "num_downs", "dropout")}
+    return f"[{section}] name = {_shown(comp.name)}" + "".join(f", {k} = {_shown(v)}" for k, v in keys.items())
+
+
+def _hint(name: str, state: Mapping[str, Tensor], recipe: Recipe, source: str) -> str:
+    """What the file holds, and the ``--set`` overrides that would build that."""
+    section = _section(name)
+    held = _read_layout(section, state, source) if section else None
+    generic = ("Train on with the architecture the reference run used: set [generator] name/ngf/norm, "
+               "[discriminator] name/ndf/n_layers/norm and [data] channels_a/channels_b as it had them.")
+    if held is None:
+        return generic
+    held_name, settings = held
+    comp = getattr(recipe, section)
+    current = dataclasses.asdict(comp.config)
+    batch = {"batch", "syncbatch"}  # the same weights
+    changes = {"name": held_name} if held_name != comp.name else {}
+    changes.update({k: v for k, v in settings.items() if current.get(k) != v and not {current.get(k), v} <= batch})
+    described = ", ".join(f"{k} = {_shown(v)}" for k, v in settings.items())
+    if not changes:
+        return (f"The file holds {held_name} ({described}) as the recipe does, so the channels probably differ: "
+                "set [data] channels_a/channels_b as the reference's --input_nc/--output_nc.")
+    sets = " ".join(f"--set {section}.{k}={_toml(v)}" for k, v in changes.items())
+    return f"The file holds {held_name} ({described}): set that in [{section}] of the recipe, or add {sets}."
+
+
+def _shown(value: Any) -> str:
+    """A value as a recipe line writes it."""
+    return f'"{value}"' if isinstance(value, str) else _toml(value)
+
+
+def _toml(value: Any) -> str:
+    """A --set value (strings need no quotes there)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _read_layout(section: str, state: Mapping[str, Tensor], source: str) -> tuple[str, dict[str, Any]] | None:
+    """(component name, keys the weights decide) of a reference-layout state_dict, if recognised."""
+    if section == "generator":
+        try:
+            guess = _guess(state, source)
+        except CheckpointError:
+            return None
+        return (guess.name, dict(guess.settings)) if guess is not None else None
+    return _read_discriminator(state)
+
+
+def _read_discriminator(state: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]] | None:
+    """The reference's NLayerDiscriminator (``model.*``) or PixelDiscriminator (``net.*``)."""
+    for prefix, kernel in (("model", 4), ("net", 1)):
+        first = state.get(f"{prefix}.0.weight")
+        if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (kernel, kernel):
+            continue
+        convs = sorted(int(m.group(1)) for k, v in state.items()
+                       if (m := re.fullmatch(rf"{prefix}\.(\d+)\.weight", k)) and v.dim() == 4)
+        if len(convs) < 3:
+            return None
+        second = convs[1]  # the first normalised conv
+        bias, affine = f"{prefix}.{second}.bias" in state, f"{prefix}.{second + 1}.weight" in state
+        norm = "batch" if affine else "instance" if bias else "none"
+        settings: dict[str, Any] = {"ndf": int(first.shape[0]), "norm": norm}
+        if prefix == "net":
+            return "pixelgan", settings
+        n_layers = len(convs) - 2
+        if n_layers == 1 and int(state[f"model.{second}.weight"].shape[0]) == int(first.shape[0]):
+            n_layers = 0  # one stride-1 conv that keeps the width
+        if n_layers == 3:
+            return "patchgan_70", settings
+        return "patchgan", {**settings, "n_layers": n_layers}
+    return None
+
+
+def record(files: InitFiles, recipe: Recipe) -> bytes:
+    """The ``init_from.toml`` a run started from reference files keeps (resume leaves it alone)."""
+    header = (
+        "# Written by `ganzoo run --init-from`: the networks of this run started from these files of\n"
+        "# the reference implementation, with fresh optimisers and schedule (its --continue_train).\n\n"
+    )
+    body = {
+        "init_from": {"origin": files.origin, "epoch": files.epoch, "epoch_count": recipe.run.epoch_count},
+        "files": {name: {"path": str(path.resolve()), "sha256": files.sha256[name]}
+                  for name, path in files.paths.items()},
+    }
+    return (header + dump_toml(body)).encode()
+
+
+def summary(files: InitFiles, recipe: Recipe) -> str:
+    """One console line: which files, and what starts fresh."""
+    folder = next(iter(files.paths.values())).parent
+    return (f"initialised {', '.join(files.paths)} from {folder}/{files.epoch}_net_*.pth; fresh optimisers, "
+            f"schedule from epoch {recipe.run.epoch_count}")
