@@ -6,6 +6,7 @@ import ctypes.util
 import dataclasses
 import gc
 import os
+import time
 from typing import Any
 
 import torch
@@ -162,6 +163,42 @@ class PeakMemory:
         }
 
 
+def _cpu_busy_s() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    with open("/proc/self/stat") as f:
+        mine = f.read().rsplit(")", 1)[1].split()
+    own = sum(int(v) for v in mine[11:15])  # utime, stime, cutime, cstime
+    return (sum(fields[:8]) - idle) / tick, own / tick
+
+
+class OtherLoad:
+    """How many cores other processes kept busy while a block ran (Linux; None elsewhere).
+
+    The machine is shared: a second process on a 2-core host makes every OpenMP barrier of
+    the step wait, so a case measured with ``other_load_cores`` well above 0 is not clean.
+    """
+
+    def __enter__(self) -> "OtherLoad":
+        try:
+            self._start = (time.perf_counter(), *_cpu_busy_s())
+        except (OSError, ValueError, IndexError):
+            self._start = None
+        self.cores = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._start is None:
+            return
+        t0, busy0, own0 = self._start
+        busy1, own1 = _cpu_busy_s()
+        elapsed = time.perf_counter() - t0
+        self.cores = round(max((busy1 - busy0) - (own1 - own0), 0.0) / max(elapsed, 1e-9), 2)
+
+
 def run_info() -> dict[str, Any]:
     """Context that affects the numbers: threads and the machine's load when the case ran."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
@@ -170,7 +207,7 @@ def run_info() -> dict[str, Any]:
 
 
 def record(benchmark, *, flops: int | None = None, items: int | None = None, memory: PeakMemory | None = None,
-           **extra: Any) -> None:
+           load: OtherLoad | None = None, **extra: Any) -> None:
     """Fill ``benchmark.extra_info``: FLOPs per call and achieved GFLOP/s (from the median),
     items per second, peak memory and run context."""
     median = benchmark.stats.stats.median
@@ -183,6 +220,8 @@ def record(benchmark, *, flops: int | None = None, items: int | None = None, mem
         info["items_per_s"] = round(items / median, 2)
     if memory is not None:
         info.update(memory.info())
+    if load is not None:
+        info["other_load_cores"] = load.cores
     info.update(run_info())
     benchmark.extra_info.update(info)
 

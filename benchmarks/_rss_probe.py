@@ -1,5 +1,7 @@
 """Peak RSS of a fresh process training a few steps: ``python _rss_probe.py METHOD SIZE BATCH PRECISION STEPS``.
 
+METHOD ``reference`` trains the reference's CycleGAN step of ``_reference.py`` (fp32 only).
+
 Prints one JSON line: the process's peak RSS (VmHWM, which includes the Python and torch
 runtime, as a training process's figure does) and the time of each step.
 """
@@ -12,6 +14,7 @@ import time
 import torch
 
 from _bench import build, make_recipe, step_inputs
+from _reference import ReferenceCycleGAN
 
 import ganzoo_cyclegan
 import ganzoo_pix2pix
@@ -30,9 +33,14 @@ def main(method: str, size: str, batch: str, precision: str, steps: str) -> None
     pm.register(ganzoo_pix2pix, name="pix2pix")
     registry = Registry(pm)
     device = torch.device("cpu")
-    recipe = make_recipe(registry, method, int(size), int(batch), precision=precision)
+    reference = method == "reference"
+    recipe = make_recipe(registry, "cyclegan" if reference else method, int(size), int(batch), precision=precision)
     baseline = _vm("VmRSS")
-    m = build(recipe, registry, device)
+    if reference:
+        torch.manual_seed(0)
+        m = ReferenceCycleGAN(device)
+    else:
+        m = build(recipe, registry, device)
     real_a, real_b = step_inputs(recipe, device)
     times = []
     for _ in range(int(steps)):

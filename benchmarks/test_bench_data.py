@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from _bench import PeakMemory, make_recipe, record, sync
+from _bench import OtherLoad, PeakMemory, make_recipe, record, sync
 from ganzoo.build import build_dataset
 from ganzoo.data.augment import build_augment
 from ganzoo.data.sampler import EpochSampler
@@ -78,10 +78,11 @@ def test_data_pipeline(benchmark, registry, device, jpeg_root, num_workers):
         return a, b
 
     with PeakMemory(device) as memory:
-        a, b = benchmark.pedantic(consume, rounds=rounds, iterations=1, warmup_rounds=1)
+        with OtherLoad() as load:
+            a, b = benchmark.pedantic(consume, rounds=rounds, iterations=1, warmup_rounds=1)
     del it
     assert first["A"].shape == (1, 3, 286, 286)
     assert a.shape == b.shape == (1, 3, 256, 256) and a.min() >= -1 and a.max() <= 1
-    record(benchmark, items=per_round * recipe.data.batch_size, memory=memory, num_workers=num_workers,
+    record(benchmark, load=load, items=per_round * recipe.data.batch_size, memory=memory, num_workers=num_workers,
            source_size=SOURCE_SIZE, load_size=recipe.augment.load_size, crop_size=recipe.augment.crop_size,
            worker_startup_s=round(startup, 3))

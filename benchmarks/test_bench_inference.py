@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _bench import PeakMemory, build, make_recipe, record, sync
+from _bench import OtherLoad, PeakMemory, build, make_recipe, record, sync
 from ganzoo.flops import forward_flops
 from ganzoo.precision import Precision
 
@@ -37,8 +37,9 @@ def test_generator_inference(benchmark, registry, device, method, size, batch, p
             sync(device)
             return y
 
-        y = benchmark.pedantic(translate, rounds=5 if batch == 1 else 3, iterations=1, warmup_rounds=1)
+        with OtherLoad() as load:
+            y = benchmark.pedantic(translate, rounds=5 if batch == 1 else 3, iterations=1, warmup_rounds=1)
     assert y.shape == x.shape and torch.isfinite(y).all()
     flops = forward_flops(net.to("meta"), x.to("meta"))
-    record(benchmark, flops=flops, items=batch, memory=memory, method=method, generator=recipe.generator.name,
+    record(benchmark, load=load, flops=flops, items=batch, memory=memory, method=method, generator=recipe.generator.name,
            size=size, batch=batch, precision=precision)

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _bench import record, sync
+from _bench import OtherLoad, record, sync
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -42,6 +42,7 @@ def test_conv3x3_throughput(benchmark, device, dtype, batch, pass_):
             sync(device)
             return y
         flops = 3 * forward_flops  # forward, input gradient, weight gradient
-    y = benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=2)
+    with OtherLoad() as load:
+        y = benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=2)
     assert y.shape == (batch, 256, 64, 64)
-    record(benchmark, flops=flops, dtype=dtype, batch=batch, pass_=pass_)
+    record(benchmark, load=load, flops=flops, dtype=dtype, batch=batch, pass_=pass_)

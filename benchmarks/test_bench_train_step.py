@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from _bench import PeakMemory, build, make_recipe, record, step_flops, step_inputs, sync
+from _bench import OtherLoad, PeakMemory, build, make_recipe, record, step_flops, step_inputs, sync
+from _reference import ReferenceCycleGAN
 
 PROBE = Path(__file__).with_name("_rss_probe.py")
 
@@ -32,9 +33,13 @@ def _rounds(method: str, size: int, batch: int) -> int:
 
 
 def _case(method, size, batch, precision="fp32", channels_last=False, compile=False, marks=()):
-    name = f"{method}-{size}px-b{batch}-{precision}" + ("-cl" if channels_last else "") + ("-compile" if compile else "")
+    name = f"{method}-{size}px-b{batch}-{precision}" + ("-nhwc" if channels_last else "") + ("-compile" if compile else "")
     return pytest.param(method, size, batch, precision, channels_last, compile, id=name, marks=marks)
 
+
+# dynamo inspects every tensor's .grad while tracing, which warns for non-leaf tensors
+COMPILE = [pytest.mark.compile,
+           pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")]
 
 CASES = [
     # the grid: both methods, 128 and 256 px, batch 1 and 4 (pix2pix: unet_128 at 128, unet_256 at 256)
@@ -44,14 +49,14 @@ CASES = [
       (("bf16-mixed", False), ("fp32", True), ("bf16-mixed", True))],
     _case("pix2pix", 256, 1, "bf16-mixed"),
     # torch.compile: only with --bench-compile (each case compiles for about a minute on this CPU)
-    *[_case("cyclegan", s, 1, p, compile=True, marks=pytest.mark.compile)
-      for s in (128, 256) for p in ("fp32", "bf16-mixed")],
+    *[_case("cyclegan", s, 1, p, compile=True, marks=COMPILE) for s in (128, 256) for p in ("fp32", "bf16-mixed")],
 ]
 
 
 def _fresh_process_peak(method: str, size: int, batch: int, precision: str) -> dict:
     """Peak RSS of a new Python process that builds the method and trains 2 steps (the
-    second is the first with optimiser state, i.e. a steady-state step)."""
+    second is the first with optimiser state, i.e. a steady-state step). ``method``
+    ``reference`` is the reference's CycleGAN step (``_reference.py``)."""
     out = subprocess.run(
         [sys.executable, str(PROBE), method, str(size), str(batch), precision, "2"],
         check=True, capture_output=True, text=True,
@@ -76,11 +81,38 @@ def test_train_step(benchmark, registry, device, method, size, batch, precision,
             sync(device)
             return metrics
 
-        metrics = benchmark.pedantic(step, rounds=_rounds(method, size, batch), iterations=1, warmup_rounds=1)
+        with OtherLoad() as load:
+            metrics = benchmark.pedantic(step, rounds=_rounds(method, size, batch), iterations=1, warmup_rounds=1)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
     extra = {"method": method, "size": size, "batch": batch, "precision": precision,
              "channels_last": channels_last, "compile": compile}
     if method == "cyclegan" and size == 256 and batch == 1 and not channels_last and not compile \
             and device.type == "cpu":
         extra["fresh_process"] = _fresh_process_peak(method, size, batch, precision)
-    record(benchmark, flops=flops, items=batch, memory=memory, **extra)
+    record(benchmark, load=load, flops=flops, items=batch, memory=memory, **extra)
+
+
+@pytest.mark.parametrize("size", [128, 256], ids=lambda s: f"reference-cyclegan-{s}px-b1-fp32")
+def test_train_step_reference(benchmark, registry, device, size):
+    """The reference's CycleGAN step (``_reference.py``), beside ganzoo's in the same group:
+    the ratio of the two medians is the speed-up, free of the machine's drift between runs."""
+    recipe = make_recipe(registry, "cyclegan", size, 1)
+    benchmark.group = f"train step cyclegan {size}px b1"
+    flops = step_flops(recipe, registry)
+    with PeakMemory(device) as memory:
+        torch.manual_seed(0)
+        m = ReferenceCycleGAN(device)
+        real_a, real_b = step_inputs(recipe, device)
+
+        def step():
+            metrics = m.train_step(real_a, real_b)
+            sync(device)
+            return metrics
+
+        with OtherLoad() as load:
+            metrics = benchmark.pedantic(step, rounds=_rounds("cyclegan", size, 1), iterations=1, warmup_rounds=1)
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values()), metrics
+    extra = {"method": "reference cyclegan", "size": size, "batch": 1, "precision": "fp32"}
+    if size == 256 and device.type == "cpu":
+        extra["fresh_process"] = _fresh_process_peak("reference", size, 1, "fp32")
+    record(benchmark, load=load, flops=flops, items=1, memory=memory, **extra)

@@ -45,7 +45,8 @@ def test_horse2zebra_dry_run_needs_no_data(elsewhere):
     assert "training step: 1,879.2 GFLOP" in report and "256x256, batch 1" in report
     assert "inference AtoB: 99.1 GFLOP per 256x256 image" in report
     estimate = float(re.search(r"peak memory estimate: ([\d.]+) GiB", report)[1])
-    assert 2.0 < estimate < 3.0  # measured peak RSS: see docs/benchmarks.md
+    # live tensors only; the measured peak RSS (2.2 GiB with the runtime) is in docs/benchmarks.md
+    assert 1.0 < estimate < 1.6
 
 
 def test_dry_run_counts_at_the_recipes_batch_and_size(elsewhere):

@@ -84,44 +84,59 @@ class CycleGAN(Method):
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
         n, gan, cfg, prec = self.networks, self.parts.gan_loss, self.cfg, self.parts.precision
+        losses: dict[str, Tensor] = {}
+
+        # Generators, with the discriminators frozen so no gradient is spent on them. The
+        # generator loss is the reference's sum of six terms, but it splits into independent
+        # graphs (A -> B -> A judged by D_A, B -> A -> B judged by D_B, the two identity
+        # maps), so each part is back-propagated as soon as it is built and its activations
+        # are freed: the gradients are the same sum, and peak memory holds one part instead
+        # of all six generator passes. The generators run in the reference's order (which
+        # matters with dropout, whose random masks follow that order).
+        _set_requires_grad([n["D_A"], n["D_B"]], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
         with prec.autocast():
             fake_b = n["G_A"](real_a)
             rec_a = n["G_B"](fake_b)
+            losses["G_A"] = gan(n["D_A"](fake_b), True, for_discriminator=False)
+            losses["cycle_A"] = F.l1_loss(rec_a, real_a) * cfg.lambda_a
+        prec.backward(losses["G_A"] + losses["cycle_A"], "G")
+        with prec.autocast():
             fake_a = n["G_B"](real_b)
             rec_b = n["G_A"](fake_a)
-
-        # Generators, with the discriminators frozen so no gradient is spent on them.
-        _set_requires_grad([n["D_A"], n["D_B"]], False)
-        self.optimizers["G"].zero_grad(set_to_none=True)
-        losses: dict[str, Tensor] = {}
-        with prec.autocast():
-            if cfg.lambda_identity > 0:
-                idt_a = n["G_A"](real_b)
-                idt_b = n["G_B"](real_a)
-                losses["idt_A"] = F.l1_loss(idt_a, real_b) * cfg.lambda_b * cfg.lambda_identity
-                losses["idt_B"] = F.l1_loss(idt_b, real_a) * cfg.lambda_a * cfg.lambda_identity
-            losses["G_A"] = gan(n["D_A"](fake_b), True, for_discriminator=False)
             losses["G_B"] = gan(n["D_B"](fake_a), True, for_discriminator=False)
-            losses["cycle_A"] = F.l1_loss(rec_a, real_a) * cfg.lambda_a
             losses["cycle_B"] = F.l1_loss(rec_b, real_b) * cfg.lambda_b
-            loss_g = sum(losses.values())
-        prec.backward_step(loss_g, self.optimizers["G"], "G")
+        prec.backward(losses["G_B"] + losses["cycle_B"], "G")
+        if cfg.lambda_identity > 0:
+            with prec.autocast():
+                losses["idt_A"] = F.l1_loss(n["G_A"](real_b), real_b) * cfg.lambda_b * cfg.lambda_identity
+            prec.backward(losses["idt_A"], "G")
+            with prec.autocast():
+                losses["idt_B"] = F.l1_loss(n["G_B"](real_a), real_a) * cfg.lambda_a * cfg.lambda_identity
+            prec.backward(losses["idt_B"], "G")
+        prec.step(self.optimizers["G"], "G")
+        fake_a, fake_b, rec_a, rec_b = (t.detach() for t in (fake_a, fake_b, rec_a, rec_b))
 
-        # Discriminators, on real images and on fakes drawn from the history pools.
+        # Discriminators, on real images and on fakes drawn from the history pools (one
+        # backward per discriminator, again so only one graph is alive at a time).
         _set_requires_grad([n["D_A"], n["D_B"]], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
         with prec.autocast():
             losses["D_A"] = self._d_loss(n["D_A"], real_b, self.pool_b.query(fake_b))
+        prec.backward(losses["D_A"], "D")
+        with prec.autocast():
             losses["D_B"] = self._d_loss(n["D_B"], real_a, self.pool_a.query(fake_a))
-        prec.backward_step(losses["D_A"] + losses["D_B"], self.optimizers["D"], "D")
+        prec.backward(losses["D_B"], "D")
+        prec.step(self.optimizers["D"], "D")
 
         self._visuals = {
             "real_A": real_a, "fake_B": fake_b, "rec_A": rec_a,
             "real_B": real_b, "fake_A": fake_a, "rec_B": rec_b,
         }
-        metrics = {k: float(v.detach()) for k, v in losses.items()}
-        metrics["G"] = float(loss_g.detach())
-        return metrics
+        g_terms = [losses[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B") if k in losses]
+        losses["G"] = torch.stack([t.detach().float() for t in g_terms]).sum()
+        values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one device sync
+        return dict(zip(losses, values))
 
     def _d_loss(self, net: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         gan = self.parts.gan_loss
