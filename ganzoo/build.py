@@ -5,6 +5,10 @@ that rejects its arguments is reported against its recipe section.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
+
 import torch
 from torch import nn
 
@@ -45,6 +49,31 @@ def _call(section: str, recipe: Recipe, fn, *args, **kwargs):
         raise RecipeError(f'{recipe.source} [{section}] name="{name}": {exc}') from exc
 
 
+_CXX = ("g++", "c++", "clang++")
+
+
+def check_compile(recipe: Recipe, device: torch.device) -> None:
+    """Raise RecipeError if ``[run] compile = true`` cannot work here, before anything is written.
+
+    torch.compile's CPU backend compiles C++ at the first step; without a compiler it would
+    fail only then. (On CUDA it generates Triton kernels and needs no C++ compiler.)
+    """
+    if not recipe.run.compile or device.type != "cpu":
+        return
+    wanted = [os.environ["CXX"]] if os.environ.get("CXX") else list(_CXX)
+    if not any(shutil.which(c) for c in wanted):
+        raise RecipeError(
+            f"{recipe.source} [run] compile = true: torch.compile needs a C++ compiler on CPU and none "
+            f"was found ({', '.join(wanted)}). Install one (e.g. apt install g++) or train without "
+            "compiling: --set run.compile=false."
+        )
+
+
+def compile_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from torch.compile's tracing or code generation."""
+    return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
 def place_network(net: nn.Module, device: torch.device, *, channels_last: bool = False,
                   compile: bool = False) -> nn.Module:
     """Move a freshly built network to ``device``, optionally NHWC and compiled.
@@ -60,6 +89,9 @@ def place_network(net: nn.Module, device: torch.device, *, channels_last: bool =
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if compile:
+        # dynamo reads every tensor's .grad while tracing, which warns for non-leaf tensors
+        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf",
+                                category=UserWarning)
         net.compile()
     return net
 

@@ -14,7 +14,7 @@ import click
 
 from ganzoo import checkpoint, rng
 from ganzoo._signals import EXIT_SIGINT
-from ganzoo.build import build_dataset, build_method, resolve_device
+from ganzoo.build import build_dataset, build_method, check_compile, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
 from ganzoo import distributed, warmstart
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
@@ -65,6 +65,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
 
     world = distributed.world_from_env()
     device = distributed.init(world, resolve_device(cfg.run.device, source))
+    check_compile(cfg, device)
     rng.seed_everything(cfg.run.seed)
     dataset = build_dataset(cfg, registry, "train")
     precision = GuardedPrecision(cfg.run.precision, device, NonFiniteGuard())

@@ -30,14 +30,18 @@ def image_grid(visuals: dict[str, torch.Tensor], max_rows: int = 4) -> torch.Ten
 
 
 class TensorBoard:
-    """Writes event files into ``log_dir``; a no-op object when ``enabled`` is False."""
+    """Writes event files into ``log_dir``; a no-op object when ``enabled`` is False.
 
-    def __init__(self, log_dir: Path, enabled: bool = True) -> None:
+    ``purge_step``: a resumed run passes its first new step, so TensorBoard hides what an
+    interrupted run logged after its last checkpoint (those steps are trained again).
+    """
+
+    def __init__(self, log_dir: Path, enabled: bool = True, purge_step: int | None = None) -> None:
         self.writer = None
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(log_dir))
+            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalars(self, values: dict[str, float], step: int, prefix: str = "") -> None:
         if self.writer is not None:

@@ -19,13 +19,14 @@ from torch.utils.data import DataLoader
 from ganzoo import rng
 from ganzoo._runlog import MetricsLog
 from ganzoo._signals import StopSignals, ignore_in_worker
+from ganzoo.build import compile_failure
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.config import Recipe, recipe_to_dict
 from ganzoo.data.augment import build_augment
 from ganzoo.data.dataset import SkipUnreadable, loader_batches, skipped_messages
 from ganzoo.data.sampler import EpochSampler
 from ganzoo.distributed import World, barrier
-from ganzoo.errors import CheckpointError
+from ganzoo.errors import CheckpointError, RecipeError
 from ganzoo.guard import NonFiniteError, NonFiniteGuard
 from ganzoo.method import Method
 from ganzoo.precision import Precision
@@ -93,7 +94,8 @@ class Trainer:
         """Train until the last epoch or ``max_steps``; return the final status."""
         self.method.train()
         self.metrics_log.rewind(self.step)
-        self.tb = TensorBoard(self.run_dir / "tb", enabled=self.world.is_main)
+        self.tb = TensorBoard(self.run_dir / "tb", enabled=self.world.is_main,
+                              purge_step=self.step + 1 if self.step else None)
         self.pm.hook.ganzoo_on_run_start(trainer=self)
         status = "failed"
         bar = _progress(self.total_steps, self.step)
@@ -125,7 +127,7 @@ class Trainer:
                 with self.signals.interruptible():
                     real_a = batch["A"].to(self.device, non_blocking=True)
                     real_b = batch["B"].to(self.device, non_blocking=True)
-                    metrics = self.method.train_step(*self.augment(real_a, real_b))
+                    metrics = self._train_step(real_a, real_b)
                 nonfinite = self._check_finite(metrics)
                 self.step += 1
                 self.epoch_pos += 1
@@ -162,6 +164,17 @@ class Trainer:
         if run.save_every and self.step % run.save_every == 0 and self.step < self.total_steps:
             self.save()
         self.pm.hook.ganzoo_on_step_end(trainer=self, step=self.step, metrics=metrics)
+
+    def _train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
+        try:
+            return self.method.train_step(*self.augment(real_a, real_b))
+        except Exception as exc:
+            if not (self.recipe.run.compile and compile_failure(exc)):
+                raise
+            raise RecipeError(
+                f"{self.recipe.source} [run] compile = true: torch.compile failed at step {self.step + 1} "
+                f"({_root_cause(exc)}). Train without compiling: --set run.compile=false."
+            ) from exc
 
     def _log(self, metrics: dict[str, float], step: int | None = None, **extra) -> None:
         record = {"step": self.step if step is None else step, "epoch": self.recipe.run.epoch_count + self.epoch,
@@ -285,6 +298,14 @@ class Trainer:
         self._saved_step = self.step
         self.pm.hook.ganzoo_on_checkpoint_saved(trainer=self, step=self.step, path=path)
         return path
+
+
+def _root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost exception of a chain (dynamo wraps the real one)."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None and inner is not exc:
+        exc = inner
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 def _progress(total: int, initial: int):

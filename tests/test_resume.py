@@ -3,6 +3,7 @@ weights to an uninterrupted run; the same recipe and seed give the same loss cur
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import textwrap
 from pathlib import Path
@@ -187,3 +188,26 @@ def test_a_checkpoint_holds_the_whole_training_state(reference):
     assert {"python", "numpy", "torch"} <= set(tree["rng"])
     assert tree["recipe"]["method"]["pool_size"] == 3 and tree["recipe"]["run"]["seed"] == 7
     assert {"ganzoo", "torch", "plugins"} <= set(tree["versions"])
+
+
+def test_tensorboard_forgets_what_a_crashed_run_logged_after_its_checkpoint(recipe, reference, tmp_path):
+    """A kill -9 after step 10 whose last checkpoint is step 7: the resumed run trains 8-10
+    again, and TensorBoard shows each step once, with the values of the run that counts."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    run(recipe, "--out", out, "--steps", 7)
+    saved = tmp_path / "checkpoints-at-7"
+    shutil.copytree(out / "checkpoints", saved)
+    run("--resume", out, "--steps", 10)  # logs steps 8-10 and saves at 10 ...
+    shutil.rmtree(out / "checkpoints")  # ... which the crash never wrote to disk
+    shutil.copytree(saved, out / "checkpoints")
+    run("--resume", out, "--steps", 12)
+
+    events = EventAccumulator(str(out / "tb"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("loss/G")]
+    want = [(step, loss["G"]) for step, loss in losses(reference) if step <= 12]
+    assert [s for s, _ in logged] == [s for s, _ in want]
+    for (step, got), (_, value) in zip(logged, want):
+        assert got == pytest.approx(value, rel=1e-6), step
