@@ -8,6 +8,7 @@ statuses: 0 done, 2 user error (GanzooError), 128 + signal number when a signal 
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -107,8 +108,16 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     _report_skips(trainer)
     latest = trainer.checkpoints.latest()
     if status == "interrupted":
-        click.echo(f"stopped at step {trainer.step}; saved {latest}. Resume with: ganzoo run --resume {run_dir}",
-                   err=True)
+        if world.is_main:
+            how = f"torchrun <this run's options> -m ganzoo.cli run --resume {run_dir}" if world.distributed \
+                else f"ganzoo run --resume {run_dir}"
+            click.echo(f"stopped at step {trainer.step}; saved {latest}. Resume with: {how}", err=True)
+        if world.distributed:
+            # torchrun SIGTERMs the other ranks as soon as one exits non-zero: no rank may leave
+            # before rank 0 has finished its writes, and a rank already leaving ignores that
+            # SIGTERM, so every rank exits with the signal's status rather than dying of it.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            distributed.barrier(world)
         raise SystemExit(trainer.signals.exit_code)
     if world.is_main:
         click.echo(f"done: step {trainer.step}, checkpoint {latest}", err=True)
