@@ -35,6 +35,17 @@ def _resnet_block(dim: int) -> nn.Module:
     return Block()
 
 
+class _Wrapped(nn.Module):
+    """The reference's networks keep their layers in ``self.model`` (keys ``model.N...``)."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
 def resnet_generator(cin: int = 3, cout: int = 3, ngf: int = 64, n_blocks: int = 9) -> nn.Module:
     layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(cin, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
     for mult in (1, 2):
@@ -45,10 +56,7 @@ def resnet_generator(cin: int = 3, cout: int = 3, ngf: int = 64, n_blocks: int =
         layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
                    nn.InstanceNorm2d(ngf * mult // 2), nn.ReLU(True)]
     layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cout, 7), nn.Tanh()]
-    net = nn.Module()
-    net.model = nn.Sequential(*layers)
-    net.forward = net.model.forward
-    return net
+    return _Wrapped(layers)
 
 
 def patchgan(cin: int = 3, ndf: int = 64, n_layers: int = 3) -> nn.Module:
@@ -60,7 +68,7 @@ def patchgan(cin: int = 3, ndf: int = 64, n_layers: int = 3) -> nn.Module:
         layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=stride, padding=1),
                    nn.InstanceNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
     layers += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
-    return nn.Sequential(*layers)
+    return _Wrapped(layers)
 
 
 def _init(net: nn.Module) -> nn.Module:

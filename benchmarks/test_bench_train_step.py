@@ -104,6 +104,10 @@ def test_train_step_reference(benchmark, registry, device, size):
         torch.manual_seed(0)
         m = ReferenceCycleGAN(device)
         real_a, real_b = step_inputs(recipe, device)
+        ours = build(recipe, registry, torch.device("meta")).networks
+        for name in ("G_A", "D_A"):  # the same networks, layer for layer
+            want = {k: v.shape for k, v in ours[name].state_dict().items()}
+            assert {k: v.shape for k, v in getattr(m, name).state_dict().items()} == want, name
 
         def step():
             metrics = m.train_step(real_a, real_b)
