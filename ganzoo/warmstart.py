@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ganzoo.config import Recipe, dump_toml
 from ganzoo.errors import CheckpointError, GanzooError

@@ -5,14 +5,12 @@ job continues from the checkpoint to the requested step."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import torch.distributed as dist
 from ganzoo import checkpoint
 from ganzoo._runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
+from childruns import logged_steps, wait_for_step
 from imagefiles import write_images
 
 pytestmark = [
@@ -145,26 +144,6 @@ def rank_stderr(tmp_path: Path, logs: str, rank: int) -> str:
     return files[0].read_text()
 
 
-def logged_steps(run_dir: Path) -> list[int]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.endswith("}")]  # not a line being written
-    return [r["step"] for r in map(json.loads, lines) if "loss" in r]
-
-
-def wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = logged_steps(run_dir)
-        if steps and steps[-1] >= step:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"torchrun exited with {proc.returncode} before step {step}:\n{kill_job(proc)}")
-        time.sleep(0.02)
-    pytest.fail(f"the job did not reach step {step} in {timeout}s:\n{kill_job(proc)}")
-
-
 def last_printed_step(stderr: str) -> int:
     """The last ``step N/TOTAL`` progress line a rank printed (every rank prints its own)."""
     return int(re.findall(r"^step (\d+)/\d+ ", stderr, flags=re.MULTILINE)[-1])
@@ -183,7 +162,7 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_resumes(tm
     slow_end.write_text(SLOW_END_CLI)
     proc = torchrun(tmp_path, "logs", str(recipe), "--out", str(out), script=slow_end)
     try:
-        wait_for_step(proc, out, 2)  # both ranks are training (each step all-reduces)
+        wait_for_step(proc, out, 2, kill_job)  # both ranks are training (each step all-reduces)
         pids = rank_pids(proc.pid)
         assert sorted(pids) == [0, 1], pids
         os.kill(pids[signalled], signal.SIGTERM)

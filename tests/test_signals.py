@@ -3,7 +3,6 @@ a second Ctrl-C aborts at once, and kill -9 in the middle of checkpoint writes n
 broken checkpoint behind."""
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -19,6 +18,7 @@ from ganzoo import checkpoint
 from ganzoo._runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
+from childruns import logged_steps, wait_for_step
 from imagefiles import write_images
 
 
@@ -97,27 +97,6 @@ def start(args: list[str], **kwargs) -> subprocess.Popen:
                             **kwargs)
 
 
-def logged_steps(run_dir: Path) -> list[int]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.endswith("}")]  # not a line being written
-    return [r["step"] for r in map(json.loads, lines) if "loss" in r]
-
-
-def wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = logged_steps(run_dir)
-        if steps and steps[-1] >= step:
-            return steps[-1]
-        if proc.poll() is not None:
-            pytest.fail(f"child exited with {proc.returncode} before step {step}:\n{kill(proc)}")
-        time.sleep(0.02)
-    kill(proc)
-    pytest.fail(f"child did not reach step {step} in {timeout}s")
-
-
 def kill(proc: subprocess.Popen) -> str:
     """SIGKILL the child, reap it, close its pipes; return its stderr."""
     proc.kill()
@@ -135,7 +114,7 @@ def test_signal_saves_says_how_to_resume_and_resume_continues(tmp_path, root, si
     # Ctrl-C does (and systemd's or SLURM's SIGTERM): the workers must not die under the step.
     proc = start([sys.executable, "-m", "ganzoo.cli", "run", str(recipe(tmp_path, root, workers=2)),
                   "--out", str(out)], start_new_session=True)
-    wait_for_step(proc, out, 2)
+    wait_for_step(proc, out, 2, kill)
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
@@ -159,7 +138,7 @@ def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path, root):
     out = tmp_path / "run"
     code = SLOW_CLI.format(seconds=2.0)
     proc = start([sys.executable, "-c", code, "run", str(recipe(tmp_path, root)), "--out", str(out)])
-    wait_for_step(proc, out, 1)  # step 2 has just begun and sleeps for 2 s
+    wait_for_step(proc, out, 1, kill)  # step 2 has just begun and sleeps for 2 s
     proc.send_signal(signal.SIGINT)
     line = ""
     while "finishing this step" not in line:  # the first Ctrl-C was handled...
@@ -243,7 +222,7 @@ def test_kill_9_of_a_training_run_resumes_from_the_last_checkpoint(tmp_path, roo
     out = tmp_path / "run"
     proc = start([sys.executable, "-m", "ganzoo.cli", "run", str(recipe(tmp_path, root, save_every=1)),
                   "--out", str(out)])
-    wait_for_step(proc, out, 3)
+    wait_for_step(proc, out, 3, kill)
     kill(proc)
     step = checkpoint.load(RunCheckpoints(out).latest())["step"]
     assert step >= 2
