@@ -1,9 +1,9 @@
 """Options and fixtures of the benchmark suite.
 
-Run with ``pytest benchmarks --benchmark-only`` (a plain ``pytest`` collects tests/ only);
+Run with ``pytest --benchmark-only`` (or ``pytest benchmarks --benchmark-only``; a plain ``pytest`` collects tests/ only);
 helpers shared by the suites live in ``_bench.py``.
-Options: ``--bench-device cuda`` to benchmark a GPU, ``--bench-compile`` to add the torch.compile
-cases (each compiles for a minute or more on CPU).
+Options (declared in the repository's conftest.py): ``--bench-device cuda`` to benchmark a GPU,
+``--bench-compile`` to add the torch.compile cases (each compiles for a minute or more on CPU).
 """
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ import ganzoo_cyclegan
 import ganzoo_pix2pix
 from ganzoo.plugins import get_plugin_manager
 from ganzoo.registry import Registry
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("ganzoo benchmarks")
-    group.addoption("--bench-device", default="cpu", help="device to benchmark (cpu, cuda, cuda:N)")
-    group.addoption("--bench-compile", action="store_true", help="also benchmark torch.compile (slow to compile)")
 
 
 def pytest_collection_modifyitems(config, items):
