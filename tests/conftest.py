@@ -1,18 +1,16 @@
 """Shared fixtures: a fresh plugin manager without entry points, tiny datasets, recipes."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import ganzoo_cyclegan
 import ganzoo_pix2pix
 from ganzoo.plugins import get_plugin_manager
 from ganzoo.registry import Registry
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 
 def pytest_addoption(parser):
@@ -72,47 +70,11 @@ def unaligned_root(tmp_path) -> Path:
     return root
 
 
-TINY_RECIPE = """
-[run]
-name = "tiny"
-seed = 0
-device = "cpu"
-n_epochs = 1
-n_epochs_decay = 1
-max_steps = 2
-log_every = 1
-image_every = 1
-save_every = 0
-
-[data]
-root = "{root}"
-pairing = "unaligned"
-batch_size = 1
-num_workers = 0
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "cyclegan"
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 
 @pytest.fixture
 def tiny_recipe(tmp_path, unaligned_root) -> Path:
     """A 2-step CycleGAN recipe with tiny widths on ``unaligned_root``."""
     path = tmp_path / "tiny.toml"
-    path.write_text(textwrap.dedent(TINY_RECIPE.format(root=unaligned_root.as_posix())))
+    path.write_text(tiny_toml(unaligned_root, run={"name": "tiny", "max_steps": 2, "image_every": 1}))
     return path

@@ -33,43 +33,11 @@ from ganzoo.cli import cli
 from ganzoo.data.images import write_image
 from ganzoo.registry import Registry
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
 
-RECIPE = """
-[run]
-seed = 0
-device = "cpu"
-n_epochs = 1
-n_epochs_decay = 1
-max_steps = 2
-log_every = 1
-image_every = 0
-save_every = 1
-
-[data]
-root = "{root}"
-num_workers = 0
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "cyclegan"
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -104,7 +72,7 @@ def world(tmp_path_factory) -> World:
     write_images(root / "testA", 2, seed=3, names=["a1", "a2"])  # no shared names: no ground truth
     write_images(root / "testB", 2, seed=4, names=["b1", "b2"])
     recipe = base / "recipe.toml"
-    recipe.write_text(RECIPE.format(root=root.as_posix()))
+    recipe.write_text(tiny_toml(root, run={"max_steps": 2, "save_every": 1}))
     threads = torch.get_num_threads()  # module scope: before the autouse fixtures
     torch.set_num_threads(1)
     try:

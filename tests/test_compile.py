@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,43 +14,9 @@ from click.testing import CliRunner
 from ganzoo._runlog import read_metrics
 from ganzoo.cli import cli
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 
-RECIPE = """
-[run]
-seed = 3
-device = "cpu"
-n_epochs = 1
-n_epochs_decay = 0
-log_every = 1
-image_every = 0
-save_every = 0
-compile = {compile}
-
-[data]
-root = "{root}"
-num_workers = 0
-
-[augment]
-load_size = 34
-crop_size = 32
-
-[method]
-name = "cyclegan"
-pool_size = 2
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan"
-n_layers = 2
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 
 @pytest.fixture
@@ -61,7 +26,9 @@ def recipe(tmp_path) -> callable:
 
     def make(compile: bool) -> Path:
         path = tmp_path / f"compile_{compile}.toml"
-        path.write_text(textwrap.dedent(RECIPE.format(compile=str(compile).lower(), root=(tmp_path / "ds").as_posix())))
+        path.write_text(tiny_toml(tmp_path / "ds", run={"seed": 3, "n_epochs_decay": 0, "compile": compile},
+                                  augment={"load_size": 34}, method={"pool_size": 2},
+                                  discriminator={"name": "patchgan", "n_layers": 2}))
         return path
 
     return make

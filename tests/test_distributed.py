@@ -7,51 +7,23 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from ganzoo import checkpoint
 from ganzoo.checkpoint import RunCheckpoints
+from recipefiles import tiny_toml
 
-RECIPE = """
-[run]
-name = "ddp"
-seed = 3
-device = "cpu"
-max_steps = 3
-log_every = 1
-image_every = 0
-save_every = 0
 
-[data]
-root = "{root}"
-pairing = "unaligned"
-batch_size = {batch}
-num_workers = 0
-
-[augment]
-preprocess = "none"  # no random crops or flips: those draw per-rank random numbers
-load_size = 32
-crop_size = 32
-flip = false
-
-[method]
-name = "cyclegan"
-pool_size = 0  # the history pools are per rank by design
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
+def recipe_text(root: Path, batch: int) -> str:
+    return tiny_toml(
+        root, run={"name": "ddp", "seed": 3, "n_epochs": 100, "n_epochs_decay": 100, "max_steps": 3},
+        data={"batch_size": batch},
+        # no random crops or flips (they draw per-rank random numbers); no history pools (per rank by design)
+        augment={"preprocess": "none", "load_size": 32, "crop_size": 32, "flip": False}, method={"pool_size": 0},
+    )
 
 
 def _free_port() -> int:
@@ -73,9 +45,9 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, wr
     write_images(root / "trainA", 12, size=32, seed=1)
     write_images(root / "trainB", 12, size=32, seed=2)
     one = tmp_path / "one.toml"
-    one.write_text(textwrap.dedent(RECIPE.format(root=root.as_posix(), batch=4)))
+    one.write_text(recipe_text(root, 4))
     two = tmp_path / "two.toml"
-    two.write_text(textwrap.dedent(RECIPE.format(root=root.as_posix(), batch=2)))
+    two.write_text(recipe_text(root, 2))
 
     _run([sys.executable, "-m", "ganzoo.cli", "run", str(one), "--out", "single"], tmp_path)
     ddp = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",

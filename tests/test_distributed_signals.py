@@ -21,6 +21,7 @@ from ganzoo._runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from childruns import logged_steps, wait_for_step
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks' PIDs in /proc (Linux)"),
@@ -28,43 +29,6 @@ pytestmark = [
                        reason="torch.distributed with the gloo backend is not available"),
 ]
 
-RECIPE = """
-[run]
-name = "sig"
-seed = 0
-device = "cpu"
-max_steps = 200  # ~0.05 s a step: far more than the test waits for
-log_every = 1
-image_every = 0
-save_every = 0
-
-[data]
-root = "{root}"
-pairing = "unaligned"
-batch_size = 1
-num_workers = 0
-
-[augment]
-preprocess = "none"
-load_size = 32
-crop_size = 32
-flip = false
-
-[method]
-name = "cyclegan"
-pool_size = 0
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 # The real CLI, with rank 0's last write (the "end" record of metrics.jsonl) slowed down as on
 # a busy shared disk: torchrun SIGTERMs the other workers as soon as one exits non-zero, so a
@@ -155,7 +119,9 @@ def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step_and_resumes(tm
     write_images(root / "trainA", 4, size=32, seed=1)
     write_images(root / "trainB", 4, size=32, seed=2)
     recipe = tmp_path / "sig.toml"
-    recipe.write_text(RECIPE.format(root=root.as_posix()))
+    recipe.write_text(tiny_toml(  # ~0.05 s a step: 200 steps are far more than the test waits for
+        root, run={"name": "sig", "n_epochs": 100, "n_epochs_decay": 100, "max_steps": 200},
+        augment={"preprocess": "none", "load_size": 32, "crop_size": 32, "flip": False}, method={"pool_size": 0}))
     out = tmp_path / "run"
 
     slow_end = tmp_path / "slow_end.py"

@@ -12,7 +12,6 @@ import hashlib
 import os
 import pickle
 import shlex
-import textwrap
 import tomllib
 from pathlib import Path
 
@@ -28,75 +27,13 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.registry import Registry
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
-CYCLEGAN = """
-[run]
-seed = 0
-device = "cpu"
-n_epochs = 1
-n_epochs_decay = 2
-log_every = 1
-image_every = 0
-save_every = 0
+CYCLEGAN = {"run": {"n_epochs_decay": 2}, "generator": {"ngf": 8}, "discriminator": {"ndf": 8}}
 
-[data]
-root = "{root}"
-num_workers = 0
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "cyclegan"
-
-[generator]
-name = "resnet_6blocks"
-ngf = 8
-
-[discriminator]
-name = "patchgan_70"
-ndf = 8
-
-[loss]
-name = "lsgan"
-"""
-
-PIX2PIX = """
-[run]
-seed = 0
-device = "cpu"
-n_epochs = 1
-n_epochs_decay = 1
-log_every = 1
-image_every = 0
-save_every = 0
-
-[data]
-root = "{root}"
-pairing = "named"
-num_workers = 0
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "pix2pix"
-
-[generator]
-name = "unet"
-num_downs = 5
-ngf = 8
-
-[discriminator]
-name = "patchgan_70"
-ndf = 8
-norm = "batch"
-
-[loss]
-name = "vanilla"
-"""
+PIX2PIX = {"data": {"pairing": "named"}, "method": {"name": "pix2pix"},
+           "generator": {"name": "unet", "num_downs": 5, "ngf": 8},
+           "discriminator": {"ndf": 8, "norm": "batch"}, "loss": {"name": "vanilla"}}
 
 # The reference's file names: networks and the channels each sees (3-channel data)
 CYCLEGAN_NETS = {"G_A": ("generator", "resnet_6blocks", {"ngf": 8}, 3),
@@ -174,9 +111,10 @@ def write_reference(folder: Path, nets: dict, registry: Registry, epoch: str = "
     return expected
 
 
-def write_recipe(tmp_path: Path, template: str, root: Path) -> Path:
+def write_recipe(tmp_path: Path, changes: dict, root: Path) -> Path:
+    """The tiny recipe with ``changes`` (CYCLEGAN or PIX2PIX) on the data in ``root``."""
     path = tmp_path / "recipe.toml"
-    path.write_text(textwrap.dedent(template.format(root=root.as_posix())))
+    path.write_text(tiny_toml(root, **changes))
     return path
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -18,41 +17,9 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.registry import Registry
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 STEPS = 20
-RECIPE = """
-[run]
-seed = 7
-device = "cpu"
-n_epochs = 2
-n_epochs_decay = 3
-log_every = 1
-image_every = 0
-save_every = 0
-
-[data]
-root = "{root}"
-num_workers = 0
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "cyclegan"
-pool_size = 3
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +40,7 @@ def recipe(tmp_path_factory) -> Path:
     write_images(base / "ds" / "trainA", 6, seed=1)
     write_images(base / "ds" / "trainB", 5, seed=2)
     path = base / "recipe.toml"
-    path.write_text(textwrap.dedent(RECIPE.format(root=(base / "ds").as_posix())))
+    path.write_text(tiny_toml(base / "ds", run={"seed": 7, "n_epochs": 2, "n_epochs_decay": 3}, method={"pool_size": 3}))
     return path
 
 

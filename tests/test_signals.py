@@ -20,43 +20,11 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from childruns import logged_steps, wait_for_step
 from imagefiles import write_images
+from recipefiles import tiny_toml
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-RECIPE = """
-[run]
-seed = 0
-device = "cpu"
-n_epochs = 1000
-n_epochs_decay = 0
-log_every = 1
-image_every = 0
-save_every = {save_every}
-
-[data]
-root = "{root}"
-num_workers = {workers}
-
-[augment]
-load_size = 36
-crop_size = 32
-
-[method]
-name = "cyclegan"
-pool_size = 3
-
-[generator]
-name = "resnet_6blocks"
-ngf = 4
-
-[discriminator]
-name = "patchgan_70"
-ndf = 4
-
-[loss]
-name = "lsgan"
-"""
 
 # The real CLI with each training step slowed down, so that a signal sent right after a
 # step was logged is sure to arrive in the middle of the next one.
@@ -88,7 +56,8 @@ def root(tmp_path) -> Path:
 
 def recipe(tmp_path: Path, root: Path, *, workers: int = 0, save_every: int = 0) -> Path:
     path = tmp_path / "long.toml"
-    path.write_text(RECIPE.format(root=root.as_posix(), workers=workers, save_every=save_every))
+    path.write_text(tiny_toml(root, run={"n_epochs": 1000, "n_epochs_decay": 0, "save_every": save_every},
+                              data={"num_workers": workers}, method={"pool_size": 3}))
     return path
 
 
