@@ -44,7 +44,8 @@ def registry(pm):
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tiny test models run faster on one thread, and two spinning OpenMP threads per test
-    process slow everything down when the machine is shared."""
+    process slow everything down when the machine is shared. The count never changes during
+    the session, which the bit-exact resume tests rely on (oneDNN splits reductions by it)."""
     import torch
 
     threads = torch.get_num_threads()

@@ -46,14 +46,6 @@ def autoload_plugins(monkeypatch):
     monkeypatch.delenv("GANZOO_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclasses.dataclass
 class World:
     """Shared, read-only material: a dataset, its recipe and a finished 2-step run."""
@@ -73,14 +65,9 @@ def world(tmp_path_factory) -> World:
     write_images(root / "testB", 2, seed=4, names=["b1", "b2"])
     recipe = base / "recipe.toml"
     recipe.write_text(tiny_toml(root, run={"max_steps": 2, "save_every": 1}))
-    threads = torch.get_num_threads()  # module scope: before the autouse fixtures
-    torch.set_num_threads(1)
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.delenv("GANZOO_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-            result = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(base / "run")], catch_exceptions=False)
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("GANZOO_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+        result = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(base / "run")], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return World(root, recipe, base / "run")
 

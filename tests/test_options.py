@@ -52,16 +52,6 @@ def make_recipe(registry, *layers: dict[str, dict[str, Any]]) -> Recipe:
     return load_recipe(raw, registry, source="test")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread is faster, and OpenMP threads that spin-wait on a
-    busy 2-core machine made single steps 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train_step(registry, *layers: dict[str, dict[str, Any]], size: int = 32, batch: int = 1, seed: int = 0):
     """Build the method, take one step on random images; check every network learned something."""
     recipe = make_recipe(registry, *layers)

@@ -69,16 +69,6 @@ def glyph_root(tmp_path_factory):
     return make_glyphs(tmp_path_factory.mktemp("glyphs") / "glyphs", size=32, n_train=64, n_test=8)
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny networks gain nothing from a second thread, and on a busy 2-core machine an OpenMP
-    # team of 2 waits for its descheduled member on every op (10x slower here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(tmp_path, root, precision: str) -> list[float]:
     """Train STEPS steps through the CLI; return the G loss of every step (from TensorBoard)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -96,7 +86,7 @@ def _train(tmp_path, root, precision: str) -> list[float]:
     return [e.value for e in events]
 
 
-def test_bf16_mixed_trains_like_fp32(tmp_path, glyph_root, monkeypatch, one_thread):
+def test_bf16_mixed_trains_like_fp32(tmp_path, glyph_root, monkeypatch):
     monkeypatch.delenv("GANZOO_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     bf16 = _train(tmp_path, glyph_root, "bf16-mixed")
     fp32 = _train(tmp_path, glyph_root, "fp32")
@@ -172,7 +162,7 @@ def test_scaler_state_round_trips():
     assert Precision("bf16-mixed", CPU).state_dict() == {}
 
 
-def test_fp16_mixed_cyclegan_step_builds_a_scaler_per_optimiser(registry, one_thread):
+def test_fp16_mixed_cyclegan_step_builds_a_scaler_per_optimiser(registry):
     from ganzoo.build import build_method
     from ganzoo.config import load_recipe
 

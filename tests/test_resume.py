@@ -22,16 +22,6 @@ from recipefiles import tiny_toml
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # same results with any thread count as long as it does not change within a run; one is
-    # fastest on the small shared machines the suite runs on
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory) -> Path:
     """6 A images, 5 B images, batch 1: epochs end at steps 6, 12 and 18, and the linear
@@ -78,12 +68,7 @@ def assert_same_state(a: Path, b: Path) -> None:
 def reference(recipe, tmp_path_factory) -> Path:
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    threads = torch.get_num_threads()  # module scope: set up before the autouse one_thread
-    torch.set_num_threads(1)
-    try:
-        run(recipe, "--out", out, "--steps", STEPS)
-    finally:
-        torch.set_num_threads(threads)
+    run(recipe, "--out", out, "--steps", STEPS)
     return out
 
 
