@@ -1,15 +1,20 @@
 """ganzoo: a plugin-based GAN zoo for image-to-image translation.
 
-This module is the public API for plugin authors: the hook marker, the component spec, the
-method interface and the errors. Everything else is internal.
+This module is the public API for plugin authors: the hook marker, the specs registration
+hooks return, the method interface and its build context, the features protocol, the
+reference-checkpoint types and the errors. ``ganzoo.testing`` is the kit for a plugin's own
+tests, ``ganzoo.layers`` and ``ganzoo.losses`` hold reusable building blocks. Everything else
+is internal.
 """
 from __future__ import annotations
 
-from ganzoo.components import ComponentSpec
+from ganzoo.components import ComponentSpec, KindSpec, MethodSpec
+from ganzoo.context import MethodContext
 from ganzoo.errors import CheckpointError, DataError, GanzooError, PluginError, RecipeError
 from ganzoo.hookspecs import hookimpl
 from ganzoo.losses import AdversarialLoss
-from ganzoo.method import Method, MethodParts
+from ganzoo.method import FeatureGenerator, Method, set_requires_grad
+from ganzoo.reference import PretrainedModel, ReferenceLayout
 
 __version__ = "0.1.0"
 
@@ -18,11 +23,17 @@ __all__ = [
     "CheckpointError",
     "ComponentSpec",
     "DataError",
+    "FeatureGenerator",
     "GanzooError",
+    "KindSpec",
     "Method",
-    "MethodParts",
+    "MethodContext",
+    "MethodSpec",
     "PluginError",
+    "PretrainedModel",
     "RecipeError",
+    "ReferenceLayout",
     "__version__",
     "hookimpl",
+    "set_requires_grad",
 ]

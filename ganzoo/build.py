@@ -1,22 +1,22 @@
-"""Turn a validated Recipe into objects: device, method (networks + optimisers), datasets.
+"""Turn a validated Recipe into objects: the device, the method (through its context), datasets.
 
-This is the only place where registered ``build`` functions are called, so a component
-that rejects its arguments is reported against its recipe section.
+Components are built through :class:`ganzoo.context.MethodContext`, so a component that rejects
+its arguments is reported against its recipe section.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import warnings
 
 import torch
-from torch import nn
 
 from ganzoo.config import Recipe
+from ganzoo.context import MethodContext
+from ganzoo.distributed import World
 from ganzoo.errors import GanzooError, RecipeError
-from ganzoo.method import Method, MethodParts
-from ganzoo.precision import Precision
+from ganzoo.method import Method
 from ganzoo.registry import Registry
+from ganzoo.update import Updater
 
 
 def resolve_device(name: str, source: str = "<recipe>") -> torch.device:
@@ -36,17 +36,6 @@ def resolve_device(name: str, source: str = "<recipe>") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RecipeError(f'{source} [run] device="{name}": MPS is not available here. Use device = "auto" or "cpu".')
     return device
-
-
-def _call(section: str, recipe: Recipe, fn, *args, **kwargs):
-    """Call a plugin's build function; a ValueError it raises names the recipe section."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, GanzooError):
-            raise
-        name = getattr(recipe, section).name
-        raise RecipeError(f'{recipe.source} [{section}] name="{name}": {exc}') from exc
 
 
 _CXX = ("g++", "c++", "clang++")
@@ -74,61 +63,26 @@ def compile_failure(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
-def place_network(net: nn.Module, device: torch.device, *, channels_last: bool = False,
-                  compile: bool = False) -> nn.Module:
-    """Move a freshly built network to ``device``, optionally NHWC and compiled.
+def build_method(recipe: Recipe, registry: Registry, device: torch.device, updater: Updater | None = None,
+                 world: World = World(), *, place_networks: bool = True) -> Method:
+    """Build the recipe's method through a :class:`~ganzoo.context.MethodContext` on ``device``.
 
-    ``channels_last`` stores 4-d weights NHWC; convolutions then return NHWC activations
-    whatever the layout of the input, so inputs need no conversion (the first convolution
-    converts). ``compile`` compiles the module in place (``nn.Module.compile``): calls go
-    through ``torch.compile`` while the module object, its parameters and its state_dict
-    keys stay those of the eager module (no ``_orig_mod.`` prefix), so checkpoints and
-    reference exports are unchanged. Whether either helps is measured in docs/benchmarks.md.
+    ``place_networks=False`` skips channels_last and compile (for measuring on the meta device).
     """
-    net = net.to(device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if compile:
-        # dynamo reads every tensor's .grad while tracing, which warns for non-leaf tensors
-        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf",
-                                category=UserWarning)
-        net.compile()
-    return net
-
-
-def build_method(recipe: Recipe, registry: Registry, device: torch.device, precision: Precision | None = None) -> Method:
-    """Build the recipe's method with its networks on ``device``."""
-    gen = registry.get("generator", recipe.generator.name)
-    disc = registry.get("discriminator", recipe.discriminator.name)
-    loss = registry.get("loss", recipe.loss.name)
-
-    def make_generator(in_channels: int, out_channels: int) -> nn.Module:
-        net = _call("generator", recipe, gen.build, recipe.generator.config,
-                    in_channels=in_channels, out_channels=out_channels)
-        return place_network(net, device, channels_last=recipe.run.channels_last, compile=recipe.run.compile)
-
-    def make_discriminator(in_channels: int) -> nn.Module:
-        net = _call("discriminator", recipe, disc.build, recipe.discriminator.config, in_channels=in_channels)
-        return place_network(net, device, channels_last=recipe.run.channels_last, compile=recipe.run.compile)
-
-    parts = MethodParts(
-        make_generator=make_generator,
-        make_discriminator=make_discriminator,
-        gan_loss=_call("loss", recipe, loss.build, recipe.loss.config),
-        optim=recipe.optim,
-        channels_a=recipe.data.channels_a,
-        channels_b=recipe.data.channels_b,
-        device=device,
-        precision=precision or Precision(recipe.run.precision, device),
-        seed=recipe.run.seed,
-    )
-    spec = registry.get("method", recipe.method.name)
-    method = _call("method", recipe, spec.build, recipe.method.config, parts=parts)
+    ctx = MethodContext(recipe, registry, device, updater, world, place_networks=place_networks)
+    spec = registry.method(recipe.method.name)
+    try:
+        method = spec.build(recipe.method.config, ctx=ctx)
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, GanzooError):
+            raise
+        raise RecipeError(f'{recipe.source} [method] name="{recipe.method.name}": {exc}') from exc
     if not isinstance(method, Method):
         raise RecipeError(
             f'{recipe.source} [method] name="{recipe.method.name}": the plugin built a '
             f"{type(method).__name__}, not a ganzoo.Method."
         )
+    method.ctx = ctx
     return method
 
 
@@ -137,9 +91,7 @@ def build_dataset(recipe: Recipe, registry: Registry, split: str):
     spec = registry.get("pairing", recipe.pairing.name)
     dataset = spec.build(recipe.pairing.config, split=split, data=recipe.data, augment=recipe.augment,
                          seed=recipe.run.seed)
-    method_spec = registry.get("method", recipe.method.name)
-    paired = getattr(method_spec.build, "paired", False)
-    if paired and not dataset.aligned:
+    if registry.method(recipe.method.name).paired and not dataset.aligned:
         raise RecipeError(
             f'{recipe.source} [data] pairing="{recipe.pairing.name}": method "{recipe.method.name}" '
             "needs aligned pairs but this pairing yields unpaired images. Use pairing = \"aligned\" "

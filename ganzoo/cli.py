@@ -12,10 +12,6 @@ import click
 
 from ganzoo.errors import GanzooError, RecipeError
 
-from ganzoo.components import KINDS
-
-KIND_ALIASES = {plural: kind for kind, plural in KINDS.items()}
-
 
 def _registry():
     from ganzoo.plugins import get_plugin_manager
@@ -118,7 +114,7 @@ def run(recipe: Path | None, overrides: tuple[str, ...], steps: int | None, out:
 
         if recipe is None:
             raise RecipeError("ganzoo run --dry-run: give a RECIPE file.")
-        raw = apply_overrides(read_toml(recipe), list(overrides))
+        raw = apply_overrides(read_toml(recipe), list(overrides), registry)
         cfg = load_recipe(raw, registry, source=str(recipe))
         if init_from is not None:
             click.echo(_check_init_files(cfg, registry, init_from, init_epoch))
@@ -136,8 +132,9 @@ def _check_init_files(cfg, registry, init_from: Path, init_epoch: str | None) ->
     from ganzoo.build import build_method
 
     folder, epoch = warmstart.locate(init_from, init_epoch)
-    method = build_method(cfg, registry, torch.device("cpu"))
-    files = warmstart.find_files(init_from, folder, epoch, method.networks, cfg.method.name)
+    method = build_method(cfg, registry, torch.device("cpu"), place_networks=False)
+    files = warmstart.find_files(init_from, folder, epoch, registry.method(cfg.method.name).reference_files,
+                                 cfg.method.name)
     warmstart.apply(files, method, cfg)
     return f"--init-from: {', '.join(f.name for f in files.paths.values())} fit the recipe's networks"
 
@@ -209,9 +206,10 @@ def models() -> None:
 @models.command(name="list")
 def models_list() -> None:
     """Names accepted by `ganzoo models download`."""
-    from ganzoo.zoo import PRETRAINED
+    from ganzoo.zoo import catalogue
 
-    for name, info in sorted(PRETRAINED.items()):
+    _, registry = _registry()
+    for name, info in sorted(catalogue(registry).items()):
         click.echo(f"{name:<28} {info.summary}")
 
 
@@ -223,17 +221,24 @@ def models_download(name: str, root: Path) -> None:
     """Download a pretrained model of the reference (resumable, verified)."""
     from ganzoo.zoo import download_model
 
-    click.echo(f"model ready: {download_model(name, root)}")
+    _, registry = _registry()
+    click.echo(f"model ready: {download_model(name, root, registry)}")
 
 
 @cli.command(name="eval")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir_arg", metavar="[RUN_DIR]", required=False, type=click.Path(path_type=Path))
+@click.option("--checkpoint", "run_dir_opt", type=click.Path(path_type=Path),
+              help="A run directory (its latest checkpoint) or a checkpoint file, as in translate and export.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def eval_(run_dir: Path, split: str, direction: str, device: str) -> None:
+def eval_(run_dir_arg: Path | None, run_dir_opt: Path | None, split: str, direction: str, device: str) -> None:
     """PSNR, SSIM and L1 of a run's translations against ground truth, next to the input's."""
     from ganzoo.build import resolve_device
+
+    if (run_dir_arg is None) == (run_dir_opt is None):
+        raise GanzooError("ganzoo eval: give the run as --checkpoint RUN_DIR (or the older positional RUN_DIR), once.")
+    run_dir = run_dir_opt or run_dir_arg
     from ganzoo.evaluate import evaluate, format_table, save_result
     from ganzoo.inference import load_run
 
@@ -247,12 +252,18 @@ def eval_(run_dir: Path, split: str, direction: str, device: str) -> None:
 
 
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(sorted(KIND_ALIASES) + sorted(KIND_ALIASES.values())))
+@click.argument("kind")
 def list_(kind: str) -> None:
-    """List registered components of KIND with a one-line summary."""
+    """List registered components of KIND (generators, discriminators, losses, pairings, methods,
+    or a kind a plugin defines) with a one-line summary."""
+    from ganzoo._names import unknown_name
+
     _, registry = _registry()
-    kind = KIND_ALIASES.get(kind, kind)
-    entries = registry.list(kind)
+    found = registry.kind_of(kind)
+    if found is None:
+        plurals = [k.plural for k in registry.kinds.values()]
+        raise click.BadParameter(f"{unknown_name('kind', kind, plurals)}.", param_hint="'KIND'")
+    entries = registry.list(found)
     width = max((len(e.spec.name) for e in entries), default=0)
     for e in entries:
         click.echo(f"{e.spec.name:<{width}}  {e.spec.summary}  [{e.plugin}]")
@@ -263,7 +274,7 @@ def plugins() -> None:
     """List loaded plugins: name, distribution, version and what each registers."""
     pm, registry = _registry()
     provided: dict[str, list[str]] = {}
-    for kind in KIND_ALIASES.values():
+    for kind in registry.kinds:
         for e in registry.list(kind):
             provided.setdefault(e.plugin, []).append(f"{kind} {e.spec.name}")
     for name, plugin in pm.list_name_plugin():

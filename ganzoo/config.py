@@ -1,23 +1,26 @@
 """Recipes: a TOML file (plus ``--set`` overrides) validated once into frozen dataclasses.
 
 Past this module only typed objects flow. Core sections ([run], [data], [augment], [optim])
-map onto the dataclasses below; component sections ([method], [generator],
-[discriminator], [loss]) name a registered component and the rest of their keys build that
-component's own config class. [data] also names a pairing, and the keys of [data] that are
-not core keys build the pairing's config.
+map onto the dataclasses below. [method] names a registered method, whose MethodSpec declares
+the component sections the recipe must have (CycleGAN and pix2pix: [generator],
+[discriminator], [loss]; other methods their own, of any kind); each names a registered
+component of its kind and the rest of its keys build that component's config class. [data]
+also names a pairing, and the keys of [data] that are not core keys build the pairing's config.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from ganzoo._names import did_you_mean
 from ganzoo._typed import FieldError, build_dataclass, to_plain
-from ganzoo.components import KINDS
 from ganzoo.errors import RecipeError
-from ganzoo.registry import Registry
+
+if TYPE_CHECKING:
+    from ganzoo.registry import Registry
 
 Precision = Literal["fp32", "bf16-mixed", "fp16-mixed"]
 
@@ -104,8 +107,12 @@ class OptimConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    lr_policy: Literal["linear", "step", "plateau", "cosine"] = "linear"
+    # linear, step, plateau, cosine: per epoch as the reference; linear_steps: per training step
+    lr_policy: Literal["linear", "step", "plateau", "cosine", "linear_steps"] = "linear"
     lr_decay_iters: int = 50  # epochs between x0.1 decays for lr_policy "step"
+    warmup_steps: int = 0  # linear_steps: ramp from lr / warmup_steps up to lr over this many steps
+    decay_start_step: int = 0  # linear_steps: the rate stays constant until this step ...
+    decay_end_step: int = 0  # ... then falls linearly to 0 at this step (0: the run's last step)
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -114,19 +121,33 @@ class OptimConfig:
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.lr_decay_iters < 1:
             raise ValueError(f"lr_decay_iters must be >= 1, got {self.lr_decay_iters}")
+        for key in ("warmup_steps", "decay_start_step", "decay_end_step"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        step_keys = [k for k in ("warmup_steps", "decay_start_step", "decay_end_step") if getattr(self, k)]
+        if self.lr_policy != "linear_steps" and step_keys:
+            raise ValueError(f'{step_keys[0]} needs lr_policy = "linear_steps" (got "{self.lr_policy}")')
+        if self.decay_end_step and self.decay_end_step <= self.decay_start_step:
+            raise ValueError(f"decay_end_step {self.decay_end_step} must come after decay_start_step "
+                             f"{self.decay_start_step}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Component:
-    """A registered component chosen by a recipe section: its name and its typed config."""
+    """A registered component chosen by a recipe section: its kind, name and typed config."""
 
     name: str
     config: Any
+    kind: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A whole validated recipe. ``source`` names where it came from, for messages."""
+    """A whole validated recipe. ``source`` names where it came from, for messages.
+
+    ``sections`` holds the method's component sections (name -> Component), in the order its
+    MethodSpec declares them; ``recipe.generator`` is short for ``recipe.sections["generator"]``.
+    """
 
     run: RunConfig
     data: DataConfig
@@ -134,15 +155,22 @@ class Recipe:
     optim: OptimConfig
     pairing: Component
     method: Component
-    generator: Component
-    discriminator: Component
-    loss: Component
+    sections: Mapping[str, Component] = dataclasses.field(default_factory=dict)
     source: str = "<recipe>"
+
+    def __getattr__(self, name: str) -> Component:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"the recipe's method has no [{name}] section (it has: {', '.join(sections)})")
+
+    def section_names(self) -> tuple[str, ...]:
+        return ("method", *self.sections)
 
 
 CORE_SECTIONS = {"run": RunConfig, "data": DataConfig, "augment": AugmentConfig, "optim": OptimConfig}
-COMPONENT_SECTIONS = ("method", "generator", "discriminator", "loss")
-SECTIONS = (*CORE_SECTIONS, *COMPONENT_SECTIONS)
+DEFAULT_METHOD_SECTIONS = ("generator", "discriminator", "loss")  # CycleGAN's and pix2pix's
+MAX_TABLE_DEPTH = 4  # sections hold scalars, lists and small tables: deeper nesting is an error
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -176,28 +204,66 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return parts[0], parts[1], value
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``raw`` with ``section.key=value`` overrides applied."""
+def apply_overrides(raw: dict[str, Any], overrides: list[str], registry: Registry | None = None) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``section.key=value`` overrides applied.
+
+    A section the recipe does not have must be one its method declares (or a core one).
+    """
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for text in overrides:
         section, key, value = parse_override(text)
-        if section not in SECTIONS:
-            raise RecipeError(f'--set "{text}": {_unknown_section(section)}')
+        if section not in out:
+            valid = _valid_sections(out, registry)
+            if section not in valid:
+                raise RecipeError(f'--set "{text}": {_unknown_section(section, valid)}')
         out.setdefault(section, {})[key] = value
     return out
 
 
-def _unknown_section(section: str) -> str:
-    close = difflib.get_close_matches(section, SECTIONS, n=1)
-    hint = f'Did you mean "[{close[0]}]"? ' if close else ""
-    return f"unknown section [{section}]. {hint}Valid sections: {', '.join(SECTIONS)}."
+def _valid_sections(raw: Mapping[str, Any], registry: Registry | None) -> tuple[str, ...]:
+    """Core sections, [method] and the sections of the recipe's method (if it is known)."""
+    name = (raw.get("method") or {}).get("name") if isinstance(raw.get("method"), dict) else None
+    entry = registry.entry("method", name) if registry is not None and isinstance(name, str) else None
+    sections = tuple(entry.spec.sections) if entry is not None else DEFAULT_METHOD_SECTIONS
+    return (*CORE_SECTIONS, "method", *sections)
+
+
+def _unknown_section(section: str, valid: tuple[str, ...]) -> str:
+    hint = did_you_mean(section, valid, form='"[{}]"')
+    return f"unknown section [{section}]. {hint}Valid sections: {', '.join(valid)}."
+
+
+def _check_values(node: Any, where: str, depth: int = 0) -> None:
+    """No NaN or infinite float anywhere, and no deeply nested tables."""
+    if depth > MAX_TABLE_DEPTH:
+        raise RecipeError(f"{where}: nested more than {MAX_TABLE_DEPTH} levels deep. Recipes hold flat sections.")
+    if isinstance(node, float) and not math.isfinite(node):
+        raise RecipeError(f"{where}: {node} is not a finite number. Use a finite value.")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_values(v, f"{where}.{k}" if depth else f"{where} [{k}]", depth + 1)
+    elif isinstance(node, list):
+        for v in node:
+            _check_values(v, where, depth + 1)
 
 
 def load_recipe(raw: dict[str, Any], registry: Registry, source: str = "<recipe>") -> Recipe:
-    """Validate a raw recipe dict into a :class:`Recipe`; every problem is a RecipeError."""
+    """Validate a raw recipe dict into a :class:`Recipe`; every problem is a RecipeError.
+
+    ``[method] name`` is read first: its MethodSpec says which component sections the recipe
+    has, and each of those is validated against the kind the method declares for it.
+    """
+    _check_values(raw, source)
+    method_raw = raw.get("method", {})
+    if not isinstance(method_raw, dict):
+        raise RecipeError(f"{source}: [method] must be a table, got {method_raw!r}.")
+    method_name = _component_name(registry, "method", "method", method_raw, source)
+    spec = registry.method(method_name)
+    valid = (*CORE_SECTIONS, "method", *spec.sections)
     for section, body in raw.items():
-        if section not in SECTIONS:
-            raise RecipeError(f"{source}: {_unknown_section(section)}")
+        if section not in valid:
+            problem = _unknown_section(section, valid)
+            raise RecipeError(f'{source}: {problem} (the sections of method "{method_name}")')
         if not isinstance(body, dict):
             raise RecipeError(f"{source}: [{section}] must be a table, got {body!r}.")
     built: dict[str, Any] = {}
@@ -210,19 +276,34 @@ def load_recipe(raw: dict[str, Any], registry: Registry, source: str = "<recipe>
     built["pairing"] = _component(
         registry, "pairing", built["data"].pairing, pairing_raw, source, "data", extra_keys=core_data_keys
     )
-    for section in COMPONENT_SECTIONS:
+    built["method"] = _component(registry, "method", method_name, _without_name(method_raw), source, "method")
+    sections = {}
+    for section, kind in spec.sections.items():
         body = dict(raw.get(section, {}))
-        if "name" not in body:
-            names = ", ".join(registry.names(section)) or "(none)"
-            raise RecipeError(
-                f'{source} [{section}]: missing key "name": which {section} to use. '
-                f"Available: {names} (ganzoo list {KINDS[section]})"
-            )
-        name = body.pop("name")
-        if not isinstance(name, str):
-            raise RecipeError(f"{source} [{section}] name: expected a string, got {name!r}.")
-        built[section] = _component(registry, section, name, body, source, section)
-    return Recipe(**built, source=source)
+        name = _component_name(registry, kind, section, body, source)
+        sections[section] = _component(registry, kind, name, _without_name(body), source, section)
+    return Recipe(**built, sections=sections, source=source)
+
+
+def _without_name(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "name"}
+
+
+def _component_name(registry: Registry, kind: str, section: str, body: Mapping[str, Any], source: str) -> str:
+    if "name" not in body:
+        names = ", ".join(registry.names(kind)) or "(none)"
+        plural = registry.kinds[kind].plural
+        what = kind.replace("_", " ")
+        raise RecipeError(
+            f'{source} [{section}]: missing key "name": which {what} to use. '
+            f"Available: {names} (ganzoo list {plural})"
+        )
+    name = body["name"]
+    if not isinstance(name, str):
+        raise RecipeError(f"{source} [{section}] name: expected a string, got {name!r}.")
+    if registry.entry(kind, name) is None:
+        raise RecipeError(f'{source} [{section}] name="{name}": {registry.unknown_message(kind, name)}')
+    return name
 
 
 def _build(cls: type, body: dict[str, Any], source: str, section: str) -> Any:
@@ -249,15 +330,14 @@ def _component(
         if extra_keys and msg.startswith("unknown key"):
             msg += f" Core [data] keys: {', '.join(sorted(extra_keys))}."
         raise RecipeError(f"{source} [{section}]{key} ({kind} \"{name}\"): {msg}") from None
-    return Component(name, cfg)
+    return Component(name, cfg, kind)
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """The fully resolved recipe (every default filled in) as a TOML-ready dict."""
     out: dict[str, Any] = {section: to_plain(getattr(recipe, section)) for section in CORE_SECTIONS}
     out["data"].update(to_plain(recipe.pairing.config))
-    for section in COMPONENT_SECTIONS:
-        comp = getattr(recipe, section)
+    for section, comp in {"method": recipe.method, **recipe.sections}.items():
         out[section] = {"name": comp.name, **to_plain(comp.config)}
     return out
 

@@ -19,8 +19,8 @@ from ganzoo.build import build_method, resolve_device
 from ganzoo.config import AugmentConfig, Recipe
 from ganzoo.errors import GanzooError
 from ganzoo.flops import MetaScalars, count, forward_flops, method_tensors, optimizer_state_bytes
-from ganzoo.precision import Precision
 from ganzoo.registry import Registry
+from ganzoo.update import Updater
 
 _META = torch.device("meta")
 _GIB = 1024**3
@@ -60,14 +60,13 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
     batch, ca, cb = recipe.data.batch_size, recipe.data.channels_a, recipe.data.channels_b
     # compiling would trace on meta tensors; the counts are those of the eager networks
     eager = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, compile=False))
-    method = build_method(eager, registry, _META, Precision("fp32", _META))
+    method = build_method(eager, registry, _META, Updater("fp32", _META, guard=False), place_networks=False)
     method.train()
 
     root = Path(recipe.data.root)
     lines = [
         f"dry run of {recipe.source}: nothing is trained",
-        f"method {recipe.method.name}: generator {recipe.generator.name}, discriminator "
-        f"{recipe.discriminator.name}, loss {recipe.loss.name}",
+        f"method {recipe.method.name}: " + ", ".join(f"{s} {c.name}" for s, c in recipe.sections.items()),
         f"device {_device_line(recipe)}, precision {recipe.run.precision}"
         + (", channels_last" if recipe.run.channels_last else "") + (", compile" if recipe.run.compile else ""),
         f"data {root} ({'present' if root.is_dir() else 'not present; a dry run does not need it'})",
@@ -96,6 +95,7 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
     real_b = torch.rand(batch, cb, size, size, device=_META) * 2 - 1
     try:
         with MetaScalars():
+            method.setup(real_a, real_b)  # networks made from the first batch
             method.train_step(real_a, real_b)  # creates the optimiser state
         step = count(lambda: method.train_step(real_a, real_b), method_tensors(method))
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:

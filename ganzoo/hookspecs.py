@@ -1,8 +1,10 @@
 """Every ganzoo hook specification, and nothing else.
 
 Registration hooks (``ganzoo_register_<kind>s``) run once when the registry is built and
-return lists of :class:`ganzoo.ComponentSpec`. Lifecycle hooks (``ganzoo_on_<event>``) are
-notifications from the trainer and return None. Hooks are always called with keyword
+return lists of specs. Reference hooks (``ganzoo_read_reference_state``, ``ganzoo_register_pretrained``)
+let the plugin that owns an architecture recognise and fetch the weights its reference
+implementation published. Lifecycle hooks (``ganzoo_on_<event>``) are notifications from the
+training loop and return None. Hooks are always called with keyword
 arguments, so an implementation may accept any subset of a hook's arguments.
 """
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ganzoo.components import ComponentSpec
-    from ganzoo.trainer import Trainer
+    from collections.abc import Mapping
+
+    from torch import Tensor
+
+    from ganzoo.components import ComponentSpec, KindSpec, MethodSpec
+    from ganzoo.reference import PretrainedModel, ReferenceLayout
+    from ganzoo.train import Trainer
 
 hookspec = pluggy.HookspecMarker("ganzoo")
 hookimpl = pluggy.HookimplMarker("ganzoo")
@@ -62,13 +69,58 @@ def ganzoo_register_pairings() -> list[ComponentSpec]:
 
 
 @hookspec
-def ganzoo_register_methods() -> list[ComponentSpec]:
+def ganzoo_register_methods() -> list[MethodSpec]:
     """Return the training methods this plugin provides.
 
-    Called once, when the registry is built. A method owns its networks, optimisers and one
-    training step. ``build(cfg, *, parts)`` returns a :class:`ganzoo.Method`, where ``parts``
-    is a :class:`ganzoo.MethodParts` with factories for the recipe's generator,
-    discriminator and adversarial loss.
+    Called once, when the registry is built. A :class:`ganzoo.MethodSpec` declares the
+    recipe sections the method reads and the kind each holds, whether it needs paired data
+    and which metric a plateau schedule watches. ``build(cfg, ctx=ctx)`` returns a
+    :class:`ganzoo.Method`; ``ctx`` is the :class:`ganzoo.MethodContext` through which it
+    builds its components and networks and creates its optimisers.
+    """
+
+
+@hookspec
+def ganzoo_register_kinds() -> list[KindSpec]:
+    """Return the kinds of component this plugin defines (beyond generators, discriminators,
+    losses, pairings and methods).
+
+    Called once, before any component is gathered. Components of a new kind are registered
+    through :func:`ganzoo_register_components`; methods name the kind in their sections.
+    """
+
+
+@hookspec
+def ganzoo_register_components() -> list[ComponentSpec]:
+    """Return components of any kind, each with its ``kind`` field set.
+
+    Called once, after :func:`ganzoo_register_kinds`. The generic form of the per-kind hooks;
+    what ``build`` receives is up to the method that builds that kind.
+    """
+
+
+@hookspec
+def ganzoo_read_reference_state(state: Mapping[str, Tensor], kind: str, source: str) -> ReferenceLayout | None:
+    """Recognise a state_dict saved by a reference implementation this plugin reproduces.
+
+    Called by ``ganzoo translate --checkpoint FILE.pth`` (``kind="generator"``) and by
+    ``ganzoo run --init-from`` for its hints (any kind). Return a
+    :class:`ganzoo.ReferenceLayout` (component name, the settings the weights decide, the
+    defaults they cannot show, channels) when the keys and shapes are this plugin's layout,
+    otherwise None. Raise :class:`ganzoo.CheckpointError` only when the layout is clearly
+    yours but damaged. The first non-None result is used.
+
+    :param state: the safely loaded state_dict (tensors only).
+    :param kind: the component kind wanted.
+    :param source: the file, for messages.
+    """
+
+
+@hookspec
+def ganzoo_register_pretrained() -> list[PretrainedModel]:
+    """Return the published pretrained generators this plugin knows (``ganzoo models list``).
+
+    Called when the catalogue is listed or a model is downloaded. Names must be unique.
     """
 
 

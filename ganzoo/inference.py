@@ -73,7 +73,7 @@ def load_run(path: str | Path, registry: Registry, device: torch.device) -> tupl
     ckpt = find_checkpoint(path)
     tree = checkpoint.load(ckpt)
     recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
-    method = build_method(recipe, registry, device)
+    method = build_method(recipe, registry, device, place_networks=False)
     load_networks(method, tree["networks"], str(ckpt))
     method.train(False)
     return recipe, method, tree

@@ -1,18 +1,17 @@
-"""Checkpoints of the reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix), in and out.
+"""Checkpoints of reference implementations (the .pth state_dicts they publish), in and out.
 
 Reading: :func:`read_reference_state_dict` loads a ``.pth`` with ``torch.load(weights_only=True)``,
 so a file can hold tensors in plain containers but can never run code. :func:`infer_generator`
-reads the architecture from the keys and shapes (ResNet or U-Net family, depth, width, norm,
-dropout, zero padding), so ``ganzoo translate --checkpoint latest_net_G_A.pth`` needs no
-architecture flags. What weights cannot show (reflect vs replicate padding; U-Net dropout,
-which eval mode switches off anyway) is taken from a ``[generator]`` recipe section when one is
+asks the plugins (``ganzoo_read_reference_state``) which registered generator the keys and
+shapes are, with which settings, so ``ganzoo translate --checkpoint latest_net_G_A.pth``
+needs no architecture flags. What weights cannot show (reflect vs replicate padding; U-Net
+dropout, which eval mode switches off anyway) is taken from a ``[generator]`` recipe section when one is
 given, or lies next to the file as ``ganzoo_recipe.toml``, and otherwise from the reference's
 defaults. Writing: :func:`export_reference` turns a ganzoo run into ``latest_net_<NAME>.pth``
 files the reference loads, plus that ``ganzoo_recipe.toml``.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from pathlib import Path
@@ -27,17 +26,12 @@ from ganzoo.config import dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError
 from ganzoo.inference import find_checkpoint, load_state_dict_checked
 from ganzoo.layers.norm import strip_legacy_norm_keys
+from ganzoo.reference import ReferenceLayout, read_reference_layout
 from ganzoo.registry import Registry
 
 RECIPE_FILE = "ganzoo_recipe.toml"
 Direction = Literal["AtoB", "BtoA"]
 
-# Second-conv index inside a ResNet block's conv_block -> (padding, dropout). Reflect and
-# replicate padding layers have no parameters, so both give the first pair of layouts.
-_RESNET_BLOCK_LAYOUTS = {(1, 5): ("reflect", False), (1, 6): ("reflect", True),
-                         (0, 3): ("zero", False), (0, 4): ("zero", True)}
-_RESNET_NAMES = {6: "resnet_6blocks", 9: "resnet_9blocks"}
-_UNET_NAMES = {7: "unet_128", 8: "unet_256"}
 _SAFE_LOADING = (
     "ganzoo loads .pth files with torch.load(weights_only=True), which never executes code from "
     "the file, so only tensors in plain dicts/lists load"
@@ -108,108 +102,19 @@ def _describe(obj: Any) -> str:
 
 
 # ---- inference ----------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _Guess:
-    """A generator layout read from a state_dict."""
-
-    name: str
-    settings: dict[str, Any]  # [generator] keys the weights decide
-    defaults: dict[str, Any]  # keys the weights cannot show, at the reference's defaults
-    in_channels: int
-    out_channels: int
+def _guess(state: Mapping[str, Tensor], source: str, registry: Registry) -> ReferenceLayout | None:
+    """The plugins' reading of a reference generator layout (``ganzoo_read_reference_state``)."""
+    return read_reference_layout(registry.pm, state, "generator", source)
 
 
-def _conv(state: Mapping[str, Tensor], key: str, kernel: int, source: str) -> Tensor:
-    w = state[key]
-    if w.dim() != 4 or tuple(w.shape[-2:]) != (kernel, kernel):
-        raise CheckpointError(
-            f"{source}: {key} has shape {tuple(w.shape)}, expected a {kernel}x{kernel} convolution "
-            f"(C_out, C_in, {kernel}, {kernel}). The file is not in the reference's generator layout."
-        )
-    return w
-
-
-def _norm(state: Mapping[str, Tensor], conv: str, norm: str, where: str) -> str:
-    """instance: biased convs, no norm parameters; batch: norm parameters, no bias; none: neither."""
-    bias, affine = f"{conv}.bias" in state, f"{norm}.weight" in state
-    if affine and not bias and f"{norm}.running_mean" in state:
-        return "batch"
-    if bias and not affine:
-        return "instance"  # possibly with legacy running stats, dropped when loading
-    if not bias and not affine:
-        return "none"
-    raise CheckpointError(
-        f"{where}: cannot tell the normalisation: {conv}.bias is {'present' if bias else 'absent'} and "
-        f"{norm}.weight is {'present' if affine else 'absent'}, a combination the reference's "
-        "instance/batch/none norms never produce."
-    )
-
-
-def _guess_resnet(state: Mapping[str, Tensor], source: str) -> _Guess:
-    first = _conv(state, "model.1.weight", 7, source)
-    ngf, cin = int(first.shape[0]), int(first.shape[1])
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))})
-    if blocks != list(range(10, 10 + len(blocks))):
-        raise CheckpointError(f"{source}: residual blocks at model.{blocks} instead of model.10, model.11, ...: "
-                              "not the reference's ResnetGenerator layout.")
-    n = len(blocks)
-    layouts = set()
-    for b in blocks:
-        prefix = f"model.{b}.conv_block."
-        convs = sorted(int(k[len(prefix):].split(".")[0]) for k in state
-                       if k.startswith(prefix) and k.endswith(".weight") and state[k].dim() == 4)
-        layouts.add(tuple(convs))
-    layout = _RESNET_BLOCK_LAYOUTS.get(next(iter(layouts))) if len(layouts) == 1 else None
-    if layout is None:
-        raise CheckpointError(f"{source}: residual blocks with convolutions at conv_block indices {sorted(layouts)}; "
-                              f"the reference's layouts are {sorted(_RESNET_BLOCK_LAYOUTS)}.")
-    padding, dropout = layout
-    name = _RESNET_NAMES.get(n)
-    if name is None:
-        raise CheckpointError(
-            f"{source}: a ResNet generator with {n} residual blocks; ganzoo registers "
-            f"{', '.join(f'{v} ({k} blocks)' for k, v in _RESNET_NAMES.items())}, as the reference does."
-        )
-    last = _conv(state, f"model.{17 + n}.weight", 7, source)
-    settings: dict[str, Any] = {"ngf": ngf, "norm": _norm(state, "model.1", "model.2", source), "dropout": dropout}
-    defaults: dict[str, Any] = {}
-    (settings if padding == "zero" else defaults)["padding_type"] = padding
-    return _Guess(name, settings, defaults, cin, int(last.shape[0]))
-
-
-def _guess_unet(state: Mapping[str, Tensor], source: str) -> _Guess:
-    first = _conv(state, "model.model.0.weight", 4, source)
-    ngf, cin = int(first.shape[0]), int(first.shape[1])
-    last = _conv(state, "model.model.3.weight", 4, source)  # ConvTranspose2d: (C_in, C_out, 4, 4)
-    depth, block = 1, "model.model.1"
-    while f"{block}.model.1.weight" in state:  # each level's down conv; its submodule is model.3
-        depth, block = depth + 1, f"{block}.model.3"
-    if depth < 5:
-        raise CheckpointError(f"{source}: a U-Net with {depth} levels; the reference's have at least 5.")
-    norm = _norm(state, "model.model.1.model.1", "model.model.1.model.2", source)
-    name = _UNET_NAMES.get(depth, "unet")
-    settings: dict[str, Any] = {"ngf": ngf, "norm": norm}
-    if name == "unet":
-        settings["num_downs"] = depth
-    # Dropout layers hold no weights; the reference's pix2pix trains with them (no --no_dropout).
-    return _Guess(name, settings, {"dropout": True}, cin, int(last.shape[1]))
-
-
-def _guess(state: Mapping[str, Tensor], source: str) -> _Guess | None:
-    if "model.1.weight" in state and any(".conv_block." in k for k in state):
-        return _guess_resnet(state, source)
-    if "model.model.0.weight" in state:
-        return _guess_unet(state, source)
-    return None
-
-
-def _what_is_it(state: Mapping[str, Tensor]) -> str:
-    w = state.get("model.0.weight")
-    if w is not None and w.dim() == 4 and tuple(w.shape[-2:]) == (4, 4):
-        return " It looks like a PatchGAN discriminator (a *_net_D*.pth file): translate with a generator file."
-    if "net.0.weight" in state:
-        return " It looks like a PixelGAN discriminator: translate with a generator file."
-    return ""
+def _what_is_it(state: Mapping[str, Tensor], source: str, registry: Registry) -> str:
+    try:
+        other = read_reference_layout(registry.pm, state, "discriminator", source)
+    except CheckpointError:
+        return ""
+    if other is None:
+        return ""
+    return f" It looks like a {other.name} discriminator (a *_net_D*.pth file): translate with a generator file."
 
 
 def infer_generator(
@@ -222,19 +127,9 @@ def infer_generator(
 ) -> tuple[str, Any, int, int]:
     """The generator a reference-layout state_dict belongs to.
 
-    Rules (all from keys and shapes):
-
-    - ResNet when ``model.1.weight`` is a 7x7 conv (ngf, in, 7, 7) and ``model.N.conv_block``
-      keys exist; 6 blocks -> ``resnet_6blocks``, 9 -> ``resnet_9blocks``; out channels from
-      the last 7x7 conv ``model.{17+N}``. Inside a block the convs sit at (1, 5): reflect
-      padding, (1, 6): reflect + dropout, (0, 3): zero padding, (0, 4): zero + dropout.
-    - U-Net when ``model.model.0.weight`` is a 4x4 conv (ngf, in, 4, 4); the depth is the
-      number of nested levels (7 -> ``unet_128``, 8 -> ``unet_256``, else ``unet`` with
-      ``num_downs``); out channels from ``model.model.3`` (ConvTranspose2d).
-    - Norm from the first normalised layer: biased conv and no norm parameters -> instance,
-      norm weight and running_mean and no bias -> batch, neither -> none.
-    - Not visible, so defaulted: reflect (not replicate) padding, as the reference always
-      builds; U-Net dropout on, as pix2pix trains (eval mode ignores it).
+    The layout is read by the plugin that owns it (``ganzoo_read_reference_state``; the
+    CycleGAN plugin reads ResNet generators, pix2pix U-Nets, CUT its anti-aliased ResNets),
+    which also says which settings the weights cannot show and their reference defaults.
 
     Args:
         state: the state_dict (see :func:`read_reference_state_dict`).
@@ -259,13 +154,13 @@ def infer_generator(
 
         registry = Registry(get_plugin_manager())
     section = dict((recipe or {}).get("generator") or {})
-    guess = _guess(state, source)
+    guess = _guess(state, source, registry)
     if guess is None and "name" not in section:
         keys = ", ".join(list(state)[:4])
         raise CheckpointError(
-            f"{source}: cannot infer the generator: neither the reference's ResNet layout (model.1.weight, "
-            f"model.10.conv_block.1.weight, ...) nor its U-Net layout (model.model.0.weight, ...); the file starts "
-            f"with {keys}.{_what_is_it(state)} If it is a generator of another architecture, write its recipe "
+            f"{source}: cannot infer the generator: no installed plugin recognises its layout (the reference "
+            f"ResNet: model.1.weight, model.10.conv_block.1.weight, ...; U-Net: model.model.0.weight, ...); the "
+            f"file starts with {keys}.{_what_is_it(state, source, registry)} If it is a generator of another architecture, write its recipe "
             f"section next to it as {Path(source).parent / RECIPE_FILE} (or pass recipe_path), e.g.\n"
             '[generator]\nname = "resnet_9blocks"   # see `ganzoo list generators`\nngf = 64\n'
             "in_channels = 3\nout_channels = 3"
@@ -289,7 +184,7 @@ def infer_generator(
     return name, cfg, cin, cout
 
 
-def _merge(guess: _Guess, section: Mapping[str, Any], source: str) -> dict[str, Any]:
+def _merge(guess: ReferenceLayout, section: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The reference's defaults, then what the weights show, then the recipe, which may only
     add what the weights cannot show (batch and syncbatch norms have the same weights)."""
     for key in section.keys() & guess.settings.keys():

@@ -1,63 +1,64 @@
-"""The Method interface: a training method owns its networks, optimisers and training step."""
+"""The Method interface: a training method owns its networks and its training step; the
+features protocol for generators whose intermediate features a method reads."""
 from __future__ import annotations
 
 import abc
-import dataclasses
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
 
-from ganzoo.config import OptimConfig
-from ganzoo.losses import AdversarialLoss
-from ganzoo.precision import Precision
+if TYPE_CHECKING:
+    from ganzoo.context import MethodContext
 
 
-@dataclasses.dataclass(frozen=True)
-class MethodParts:
-    """What the core hands a method's ``build``: factories for the recipe's components.
+@runtime_checkable
+class FeatureGenerator(Protocol):
+    """A generator that exposes intermediate features (CUT, DCLGAN and their kin read them).
 
-    Args:
-        make_generator: ``(in_channels, out_channels) -> nn.Module`` built by the recipe's
-            generator component (whose ``build`` initialises the weights), on ``device``.
-        make_discriminator: ``(in_channels) -> nn.Module``, likewise for the discriminator.
-        gan_loss: the recipe's adversarial loss.
-        optim: Adam settings; build optimisers with :meth:`adam`.
-        channels_a: channels of domain A images.
-        channels_b: channels of domain B images.
-        device: the training device.
-        precision: the run's precision: wrap forward passes in ``precision.autocast()`` and
-            update with ``precision.backward_step(loss, optimizer, name)``.
-        seed: the run's seed (for method-owned random state such as image pools).
+    ``encode(x, layers)`` returns the activations after each of ``layers`` (increasing
+    indices whose meaning the generator documents), in that order, without running the rest
+    of the network. The built-in ResNet and U-Net generators implement it.
     """
 
-    make_generator: Callable[[int, int], nn.Module]
-    make_discriminator: Callable[[int], nn.Module]
-    gan_loss: AdversarialLoss
-    optim: OptimConfig
-    channels_a: int
-    channels_b: int
-    device: torch.device
-    precision: Precision
-    seed: int = 0
-
-    def adam(self, modules: list[nn.Module]) -> torch.optim.Optimizer:
-        """One Adam over all parameters of ``modules`` with the recipe's lr and betas."""
-        params = [p for m in modules for p in m.parameters()]
-        return torch.optim.Adam(params, lr=self.optim.lr, betas=(self.optim.beta1, self.optim.beta2))
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]: ...
 
 
 class Method(abc.ABC):
-    """A training method (CycleGAN, pix2pix, ...).
+    """A training method (CycleGAN, pix2pix, CUT, ...).
 
-    Subclasses set ``networks`` (name -> module; the names prefix the checkpoint keys, e.g.
-    ``G_A``) and ``optimizers`` (name -> optimiser) in ``__init__``, and implement
-    :meth:`train_step`. ``paired`` says whether the method needs aligned pairs.
+    ``__init__(cfg, ctx)`` builds the method's components through ``ctx`` (a
+    :class:`ganzoo.MethodContext`): ``ctx.network(name, ctx.build(section, ...))`` places and
+    registers a network (its name prefixes the checkpoint keys, e.g. ``G_A``) and
+    ``ctx.optimizer(name, [nets])`` creates an optimiser with its schedule. Networks that
+    depend on the data (CUT's patch MLPs) are created in :meth:`setup`, which the loop calls
+    with the first batch. :meth:`train_step` runs one step, updating through
+    ``ctx.backward(loss, name)`` and ``ctx.step(name)``.
+
+    Example:
+        >>> class MyMethod(Method):
+        ...     def __init__(self, cfg, ctx):
+        ...         super().__init__(cfg, ctx)
+        ...         self.G = ctx.network("G", ctx.build("generator", in_channels=3, out_channels=3))
+        ...         ctx.optimizer("G", [self.G])
     """
 
-    paired: bool = False
-    networks: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
+    def __init__(self, cfg: Any, ctx: MethodContext) -> None:
+        self.cfg, self.ctx = cfg, ctx
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        """Every registered network by name (live: includes networks made in :meth:`setup`)."""
+        return self.ctx.networks
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser by name (live)."""
+        return self.ctx.optimizers
+
+    def setup(self, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+        """Called once with the first training batch (also after a resume), before the first
+        :meth:`train_step`: build networks whose shapes depend on the data here."""
 
     @abc.abstractmethod
     def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
@@ -75,7 +76,7 @@ class Method(abc.ABC):
         return {}
 
     def extra_state(self) -> dict[str, Any]:
-        """Method-owned state beyond networks and optimisers (image pools...) for checkpoints.
+        """Method-owned state beyond networks and optimisers (image pools, samplers' RNG...).
 
         Values may be tensors, numbers, strings and nested lists or dicts of them.
         """
@@ -87,3 +88,10 @@ class Method(abc.ABC):
     def train(self, mode: bool = True) -> None:
         for net in self.networks.values():
             net.train(mode)
+
+
+def set_requires_grad(nets: Sequence[nn.Module], flag: bool) -> None:
+    """Freeze (False) or unfreeze (True) every parameter of ``nets``."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)

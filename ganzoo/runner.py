@@ -13,17 +13,15 @@ from pathlib import Path
 
 import click
 
-from ganzoo import checkpoint, rng
+from ganzoo import checkpoint, distributed, rng, warmstart
 from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, check_compile, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
-from ganzoo import distributed, warmstart
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError, GanzooError
-from ganzoo.guard import GuardedPrecision, NonFiniteGuard
-from ganzoo.trainer import Trainer
-
-_TRAINING_KEYS = ("recipe", "step", "epoch", "epoch_pos", "networks", "optimizers", "schedulers", "method", "rng")
+from ganzoo.state import TRAINING_KEYS
+from ganzoo.train import Trainer
+from ganzoo.update import Updater
 
 
 def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], steps: int | None,
@@ -51,7 +49,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
             click.echo(f"note: resuming with the recipe stored in {latest}; {recipe} is ignored", err=True)
     else:
         raw, source = read_toml(recipe), str(recipe)
-    raw = apply_overrides(raw, overrides + ([f"run.max_steps={steps}"] if steps else []))
+    raw = apply_overrides(raw, overrides + ([f"run.max_steps={steps}"] if steps else []), registry)
     cfg = load_recipe(raw, registry, source=source)
     if init_from is not None:
         init_folder, init_epoch = warmstart.locate(init_from, init_epoch)
@@ -69,17 +67,15 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     check_compile(cfg, device)
     rng.seed_everything(cfg.run.seed)
     dataset = build_dataset(cfg, registry, "train")
-    precision = GuardedPrecision(cfg.run.precision, device, NonFiniteGuard())
-    precision.world = world
-    method = build_method(cfg, registry, device, precision)
+    spec = registry.method(cfg.method.name)
+    method = build_method(cfg, registry, device, Updater(cfg.run.precision, device, world), world)
     if init_from is not None:
-        init = warmstart.find_files(init_from, init_folder, init_epoch, method.networks, cfg.method.name)
+        init = warmstart.find_files(init_from, init_folder, init_epoch, spec.reference_files, cfg.method.name)
         warmstart.apply(init, method, cfg)
-    distributed.broadcast_parameters(method.networks.values(), world)
     if world.distributed:  # each rank draws its own crops and flips
         rng.seed_everything(cfg.run.seed + world.rank)
     trainer = Trainer(recipe=cfg, method=method, dataset=dataset, run_dir=run_dir, pm=pm, device=device,
-                      precision=precision, world=world)
+                      world=world, monitor=spec.monitor)
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
     if world.is_main:
@@ -91,7 +87,8 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         click.echo(f"{warmstart.summary(init, cfg)} (recorded in {run_dir / warmstart.RECORD_FILE})", err=True)
     ranks = f" x {world.size} processes" if world.distributed else ""
     if world.is_main:
-        click.echo(f"training {cfg.method.name} ({cfg.generator.name} / {cfg.discriminator.name}) on {device}"
+        parts = " / ".join(c.name for c in cfg.sections.values() if c.kind in ("generator", "discriminator"))
+        click.echo(f"training {cfg.method.name} ({parts}) on {device}"
                    f"{ranks}: {len(dataset)} images, {trainer.total_steps} steps -> {run_dir}", err=True)
     try:
         status = trainer.fit()
@@ -152,7 +149,7 @@ def load_training_checkpoint(run_dir: Path) -> tuple[Path, dict]:
             f"{exc} Earlier checkpoints of this run: {', '.join(older)}; move {latest.name} out of "
             f"{latest.parent} to resume from {older[-1]}."
         ) from None
-    missing = [k for k in _TRAINING_KEYS if k not in tree]
+    missing = [k for k in TRAINING_KEYS if k not in tree]
     if missing or not isinstance(tree.get("recipe"), dict):
         raise CheckpointError(
             f"{latest}: not a ganzoo training checkpoint (missing {', '.join(missing) or 'a valid recipe'}), "

@@ -3,9 +3,9 @@
 The reference's ``--continue_train --epoch E --epoch_count K`` loads ``E_net_G_A.pth`` and the
 other networks' files, then trains with fresh optimisers and a schedule that starts at epoch
 K. Here each network of the recipe's method is loaded, strictly, from the file of its own
-name (the built-in methods name their networks as the reference does: G_A, G_B, D_A, D_B
-for CycleGAN, G and D for pix2pix); optimisers and schedule start fresh and ``[run]
-epoch_count`` plays ``--epoch_count``. Files are read with :mod:`ganzoo.interop`'s safe
+name; which files a method's reference saves is the method plugin's to say
+(``MethodSpec.reference_files``: G_A, G_B, D_A, D_B for CycleGAN, G and D for pix2pix);
+optimisers and schedule start fresh and ``[run] epoch_count`` plays ``--epoch_count``. Files are read with :mod:`ganzoo.interop`'s safe
 loader and its fixes for old saves. :func:`locate` checks the folder before anything is
 built; :func:`find_files` and :func:`apply` run after the method is built and before the
 run directory is created, so a bad file leaves nothing behind.
@@ -16,13 +16,14 @@ import dataclasses
 import hashlib
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from torch import Tensor
 
 from ganzoo.config import Recipe, dump_toml
 from ganzoo.errors import CheckpointError, GanzooError
-from ganzoo.interop import _guess, fit_reference_state, read_reference_state_dict
+from ganzoo.interop import fit_reference_state, read_reference_state_dict
+from ganzoo.reference import read_reference_layout
 
 RECORD_FILE = "init_from.toml"
 _EPOCH = r"latest|\d+|iter_\d+"  # the reference's --epoch values, and --load_iter's iter_N
@@ -84,14 +85,19 @@ def locate(init_from: str | Path, epoch: str | None) -> tuple[Path, str]:
     return path.parent, named["epoch"]
 
 
-def find_files(init_from: str | Path, folder: Path, epoch: str, names: Iterable[str], method: str) -> InitFiles:
-    """``{epoch}_net_{NAME}.pth`` for every network name, with their digests.
+def find_files(init_from: str | Path, folder: Path, epoch: str, files: Mapping[str, str], method: str) -> InitFiles:
+    """The file of every network the method's reference saves (``files``: network name ->
+    name template with ``{epoch}``), with their digests.
 
     Raises:
-        CheckpointError: a file is missing; the message lists what the folder holds.
+        CheckpointError: the method has no reference files, or a file is missing (the
+            message lists what the folder holds).
     """
-    names = list(names)
-    paths = {name: folder / f"{epoch}_net_{name}.pth" for name in names}
+    if not files:
+        raise CheckpointError(f"--init-from {init_from}: method {method!r} declares no reference checkpoint files, "
+                              "so it cannot start from them. Start from its own runs with --resume instead.")
+    names = list(files)
+    paths = {name: folder / template.format(epoch=epoch) for name, template in files.items()}
     absent = [n for n, p in paths.items() if not p.is_file()]
     if absent:
         raise CheckpointError(_missing_message(init_from, folder, epoch, names, absent, method))
@@ -132,15 +138,19 @@ def apply(files: InitFiles, method, recipe: Recipe) -> None:
             :func:`ganzoo.interop.read_reference_state_dict`; nothing in it runs), or does not
             fit its network: the message names the keys and shapes and the recipe key to set.
     """
-    for name, net in method.networks.items():
-        path = files.paths[name]
+    for name, path in files.paths.items():
         raw = read_reference_state_dict(path)
+        net = method.networks.get(name)
+        if net is None:  # built lazily from the first batch: loaded (strictly) when it is created
+            method.ctx.restore({name: raw}, source=str(path))
+            continue
         state = fit_reference_state(raw, net)
         problems = _differences(net.state_dict(), state)
         if problems:
+            section = method.ctx.sections.get(name)
             raise CheckpointError(
-                f"{path}: does not fit network {name} as {recipe.source} builds it ({_built_as(name, recipe)}): "
-                f"{problems}. {_hint(name, raw, recipe, str(path))}"
+                f"{path}: does not fit network {name} as {recipe.source} builds it "
+                f"({_built_as(name, section, recipe)}): {problems}. {_hint(method, section, raw, recipe, str(path))}"
             )
         net.load_state_dict(state, strict=True)
 
@@ -159,40 +169,39 @@ def _differences(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str:
     return "; ".join(parts)
 
 
-def _section(name: str) -> str | None:
-    return {"G": "generator", "D": "discriminator"}.get(name[:1])
-
-
-def _built_as(name: str, recipe: Recipe) -> str:
-    section = _section(name)
+def _built_as(name: str, section: str | None, recipe: Recipe) -> str:
     if section is None:
         return f"network {name}"
-    comp = getattr(recipe, section)
+    comp = recipe.sections[section]
     keys = {k: v for k, v in dataclasses.asdict(comp.config).items() if k in ("ngf", "ndf", "norm", "n_layers",
-                                                                                "num_downs", "dropout")}
+                                                                                "n_blocks", "num_downs", "dropout")}
     return f"[{section}] name = {_shown(comp.name)}" + "".join(f", {k} = {_shown(v)}" for k, v in keys.items())
 
 
-def _hint(name: str, state: Mapping[str, Tensor], recipe: Recipe, source: str) -> str:
-    """What the file holds, and the ``--set`` overrides that would build that."""
-    section = _section(name)
-    held = _read_layout(section, state, source) if section else None
-    generic = ("Train on with the architecture the reference run used: set [generator] name/ngf/norm, "
-               "[discriminator] name/ndf/n_layers/norm and [data] channels_a/channels_b as it had them.")
+def _hint(method, section: str | None, state: Mapping[str, Tensor], recipe: Recipe, source: str) -> str:
+    """What the file holds (as its plugin reads it), and the ``--set`` overrides that would build that."""
+    generic = ("Train on with the architecture the reference run used: set the [generator] and [discriminator] "
+               "name, widths, depth and norm and [data] channels_a/channels_b as it had them.")
+    if section is None:
+        return generic
+    comp = recipe.sections[section]
+    try:
+        held = read_reference_layout(method.ctx.registry.pm, state, comp.kind, source)
+    except CheckpointError:
+        held = None
     if held is None:
         return generic
-    held_name, settings = held
-    comp = getattr(recipe, section)
     current = dataclasses.asdict(comp.config)
     batch = {"batch", "syncbatch"}  # the same weights
-    changes = {"name": held_name} if held_name != comp.name else {}
-    changes.update({k: v for k, v in settings.items() if current.get(k) != v and not {current.get(k), v} <= batch})
-    described = ", ".join(f"{k} = {_shown(v)}" for k, v in settings.items())
+    changes = {"name": held.name} if held.name != comp.name else {}
+    changes.update({k: v for k, v in held.settings.items()
+                    if current.get(k) != v and not {current.get(k), v} <= batch})
+    described = ", ".join(f"{k} = {_shown(v)}" for k, v in held.settings.items())
     if not changes:
-        return (f"The file holds {held_name} ({described}) as the recipe does, so the channels probably differ: "
+        return (f"The file holds {held.name} ({described}) as the recipe does, so the channels probably differ: "
                 "set [data] channels_a/channels_b as the reference's --input_nc/--output_nc.")
     sets = " ".join(f"--set {section}.{k}={_toml(v)}" for k, v in changes.items())
-    return f"The file holds {held_name} ({described}): set that in [{section}] of the recipe, or add {sets}."
+    return f"The file holds {held.name} ({described}): set that in [{section}] of the recipe, or add {sets}."
 
 
 def _shown(value: Any) -> str:
@@ -203,42 +212,6 @@ def _shown(value: Any) -> str:
 def _toml(value: Any) -> str:
     """A --set value (strings need no quotes there)."""
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _read_layout(section: str, state: Mapping[str, Tensor], source: str) -> tuple[str, dict[str, Any]] | None:
-    """(component name, keys the weights decide) of a reference-layout state_dict, if recognised."""
-    if section == "generator":
-        try:
-            guess = _guess(state, source)
-        except CheckpointError:
-            return None
-        return (guess.name, dict(guess.settings)) if guess is not None else None
-    return _read_discriminator(state)
-
-
-def _read_discriminator(state: Mapping[str, Tensor]) -> tuple[str, dict[str, Any]] | None:
-    """The reference's NLayerDiscriminator (``model.*``) or PixelDiscriminator (``net.*``)."""
-    for prefix, kernel in (("model", 4), ("net", 1)):
-        first = state.get(f"{prefix}.0.weight")
-        if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (kernel, kernel):
-            continue
-        convs = sorted(int(m.group(1)) for k, v in state.items()
-                       if (m := re.fullmatch(rf"{prefix}\.(\d+)\.weight", k)) and v.dim() == 4)
-        if len(convs) < 3:
-            return None
-        second = convs[1]  # the first normalised conv
-        bias, affine = f"{prefix}.{second}.bias" in state, f"{prefix}.{second + 1}.weight" in state
-        norm = "batch" if affine else "instance" if bias else "none"
-        settings: dict[str, Any] = {"ndf": int(first.shape[0]), "norm": norm}
-        if prefix == "net":
-            return "pixelgan", settings
-        n_layers = len(convs) - 2
-        if n_layers == 1 and int(state[f"model.{second}.weight"].shape[0]) == int(first.shape[0]):
-            n_layers = 0  # one stride-1 conv that keeps the width
-        if n_layers == 3:
-            return "patchgan_70", settings
-        return "patchgan", {**settings, "n_layers": n_layers}
-    return None
 
 
 def record(files: InitFiles, recipe: Recipe) -> bytes:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+import ganzoo_cut
 import ganzoo_cyclegan
 import ganzoo_pix2pix
 from ganzoo.plugins import get_plugin_manager
@@ -29,10 +30,11 @@ def device(request):
 
 @pytest.fixture
 def pm():
-    """Builtins plus the two bundled plugins, registered by hand; no installed plugins."""
+    """Builtins plus the bundled plugins, registered by hand; no other installed plugins."""
     manager = get_plugin_manager(load_entrypoints=False)
     manager.register(ganzoo_cyclegan, name="cyclegan")
     manager.register(ganzoo_pix2pix, name="pix2pix")
+    manager.register(ganzoo_cut, name="cut")
     return manager
 
 

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ganzoo import AdversarialLoss, ComponentSpec, checkpoint, hookimpl
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.data.images import write_image
@@ -564,7 +564,7 @@ class Poison:
         return [ComponentSpec("poisonable_lsgan", NoConfig, lambda cfg: PoisonableLoss(), "LSGAN, poisonable")]
 
     def _arm(self, trainer, step: int) -> None:
-        trainer.method.parts.gan_loss.poison = self.kind if step + 1 in self.steps else None
+        trainer.method.gan_loss.poison = self.kind if step + 1 in self.steps else None
 
     @hookimpl
     def ganzoo_on_run_start(self, trainer):

@@ -14,12 +14,12 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from ganzoo import CheckpointError, checkpoint
-from ganzoo._runlog import MetricsLog, read_metrics
+from ganzoo.runlog import MetricsLog, read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.data.dataset import unwrap_worker_error
 from ganzoo.errors import DataError
-from ganzoo.guard import GuardedPrecision, NonFiniteGuard
+from ganzoo.update import Updater, nonfinite_networks
 
 
 def tree(step: int = 1) -> dict:
@@ -208,13 +208,12 @@ class _Net(nn.Module):
 
 
 @pytest.mark.parametrize("poison", ["none", "loss", "grad"])
-def test_guarded_precision_never_applies_a_non_finite_update(poison):
+def test_the_updater_never_applies_a_non_finite_update(poison):
     torch.manual_seed(0)
     net = _Net()
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
-    guard = NonFiniteGuard()
-    guard.watch({"net": net})
-    precision = GuardedPrecision("fp32", torch.device("cpu"), guard)
+    precision = Updater("fp32", torch.device("cpu"))
+    precision.watch({"net": net})
     before = [p.detach().clone() for p in net.parameters()]
     out = net(torch.ones(1, 2)).sum()
     if poison == "loss":
@@ -223,7 +222,7 @@ def test_guarded_precision_never_applies_a_non_finite_update(poison):
         out = out + 0.0 * torch.sqrt(net.a(torch.ones(1, 2)).sum() * 0.0)
     precision.backward_step(out, opt, "G")
     changed = any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
-    dropped = guard.take()
+    dropped = precision.take_dropped()
     if poison == "none":
         assert changed and not dropped
         return
@@ -231,12 +230,12 @@ def test_guarded_precision_never_applies_a_non_finite_update(poison):
     assert all(p.grad is None for p in net.parameters())
     assert [d.optimizer for d in dropped] == ["G"]
     assert dropped[0].networks == (() if poison == "loss" else ("net",))
-    assert guard.take() == []
+    assert precision.take_dropped() == []
 
 
 def test_nonfinite_weights_are_found_before_a_save():
     net = _Net()
-    assert NonFiniteGuard.nonfinite_networks({"net": net}) == []
+    assert nonfinite_networks({"net": net}) == []
     with torch.no_grad():
         net.b.weight[0, 0] = float("inf")
-    assert NonFiniteGuard.nonfinite_networks({"ok": _Net(), "net": net}) == ["net"]
+    assert nonfinite_networks({"ok": _Net(), "net": net}) == ["net"]

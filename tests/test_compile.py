@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo.cli import cli
 from imagefiles import write_images
 from recipefiles import tiny_toml

@@ -17,7 +17,7 @@ import pytest
 import torch.distributed as dist
 
 from ganzoo import checkpoint
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from childruns import logged_steps, wait_for_step
 from imagefiles import write_images
@@ -37,7 +37,7 @@ pytestmark = [
 SLOW_END_CLI = """
 import os, sys, time
 from pathlib import Path
-from ganzoo import _runlog
+from ganzoo import runlog as _runlog
 from ganzoo.cli import main
 rank = os.environ["RANK"]
 write = _runlog.MetricsLog.write

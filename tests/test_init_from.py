@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from ganzoo import checkpoint, hookimpl
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo._typed import build_dataclass
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli

@@ -261,21 +261,20 @@ def test_wrong_architecture_names_the_mismatched_keys(tmp_path, env):
 
 
 def test_discriminators_and_unknown_layouts_are_explained(tmp_path, registry):
-    class RefD(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = nn.Sequential(nn.Conv2d(6, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 4, 1, 1))
+    from ganzoo.layers import NLayerDiscriminator
 
-    torch.save(RefD().state_dict(), tmp_path / "latest_net_D.pth")
-    with pytest.raises(CheckpointError, match="PatchGAN discriminator"):
+    torch.save(NLayerDiscriminator(6, 4, 1, "instance").state_dict(), tmp_path / "latest_net_D.pth")
+    with pytest.raises(CheckpointError, match="looks like a patchgan discriminator"):
         load_reference_generator(tmp_path / "latest_net_D.pth", CPU, registry)
     torch.save({"encoder.weight": torch.ones(4, 3, 3, 3)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match=r"cannot infer the generator.*starts with encoder\.weight") as info:
         load_reference_generator(tmp_path / "other.pth", CPU, registry)
     assert RECIPE_FILE in str(info.value) and "[generator]" in str(info.value)
-    torch.save(RefResnetGenerator(3, 3, ngf=1, n_blocks=7).state_dict(), tmp_path / "seven.pth")
-    with pytest.raises(CheckpointError, match="7 residual blocks; ganzoo registers resnet_6blocks"):
-        load_reference_generator(tmp_path / "seven.pth", CPU, registry)
+    seven = RefResnetGenerator(3, 3, ngf=1, n_blocks=7)  # any depth: read as `resnet` with n_blocks = 7
+    torch.save(seven.state_dict(), tmp_path / "seven.pth")
+    net, _ = load_reference_generator(tmp_path / "seven.pth", CPU, registry)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    torch.testing.assert_close(net(x), seven.eval()(x), rtol=0, atol=1e-6)
 
 
 # ---- inference rules, over ganzoo's own generators -------------------------------------------

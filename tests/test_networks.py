@@ -337,7 +337,7 @@ def test_unet_of_any_depth_equals_the_named_sizes():
 
 
 def test_specs_and_configs():
-    assert list(GENS) == ["resnet_6blocks", "resnet_9blocks", "unet", "unet_128", "unet_256"]
+    assert list(GENS) == ["resnet", "resnet_6blocks", "resnet_9blocks", "unet", "unet_128", "unet_256"]
     assert list(DISCS) == ["patchgan_70", "patchgan", "pixelgan"]
     for spec in [*GENS.values(), *DISCS.values()]:
         assert dataclasses.is_dataclass(spec.config_cls) and spec.summary

@@ -22,12 +22,12 @@ from torch import nn
 
 from ganzoo.build import build_dataset, build_method
 from ganzoo.cli import cli
-from ganzoo.config import COMPONENT_SECTIONS, CORE_SECTIONS, OptimConfig, Recipe, RunConfig, load_recipe
+from ganzoo.config import CORE_SECTIONS, OptimConfig, Recipe, RunConfig, load_recipe
 from ganzoo.data.augment import build_augment
 from ganzoo.losses.adversarial import WganGpConfig, WganGpLoss
-from ganzoo.precision import Precision
-from ganzoo.schedule import build_scheduler, step_scheduler
-from ganzoo.trainer import Trainer
+from ganzoo.errors import RecipeError
+from ganzoo.schedule import Schedule
+from ganzoo.train import Trainer
 
 CPU = torch.device("cpu")
 BASE: dict[str, dict[str, Any]] = {
@@ -219,7 +219,7 @@ def test_wgangp_penalty_is_in_the_pix2pix_d_loss(registry):
     method = build_method(recipe, registry, CPU)
     real_a, real_b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     real_ab = torch.cat((real_a, real_b), 1)
-    expected = method.parts.gan_loss.penalty(copy.deepcopy(method.networks["D"]), real_ab, real_ab).item()
+    expected = method.gan_loss.penalty(copy.deepcopy(method.networks["D"]), real_ab, real_ab).item()
     m = method.train_step(real_a, real_b)
     assert expected > 0
     assert m["D"] - 0.5 * (m["D_real"] + m["D_fake"]) == pytest.approx(expected, rel=1e-4)
@@ -238,13 +238,45 @@ def test_wgangp_penalty_is_in_the_cyclegan_d_loss(registry):
 # ---- learning-rate policies ----------------------------------------------------------------------
 def _lrs(policy: str, epochs: int, losses: list[float] | None = None, **run: int) -> list[float]:
     opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
-    sched = build_scheduler(opt, OptimConfig(lr=1.0, lr_policy=policy, lr_decay_iters=2), RunConfig(**run))
+    schedule = Schedule(OptimConfig(lr=1.0, lr_policy=policy, lr_decay_iters=2), RunConfig(**run))
+    schedule.add("G", opt)
     out = []
     for e in range(epochs):
         out.append(opt.param_groups[0]["lr"])
         opt.step()  # an epoch of training (no gradients here), then the epoch's scheduler step
-        step_scheduler(sched, losses[e] if losses else 1.0)
+        schedule.after_step()  # a no-op for epoch policies
+        schedule.after_epoch(losses[e] if losses else 1.0)
     return out
+
+
+def _step_lrs(steps: int, total: int, **optim) -> list[float]:
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = Schedule(OptimConfig(lr=1.0, lr_policy="linear_steps", **optim), RunConfig())
+    schedule.total_steps = total
+    schedule.add("G", opt)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.after_step()
+        schedule.after_epoch(1.0)  # ignored by a per-step policy
+    return out
+
+
+def test_linear_steps_constant_then_decay_to_zero():
+    # "3,000 steps, constant for the first half, then linear decay to zero", scaled to 12 steps
+    got = _step_lrs(12, 12, decay_start_step=6)
+    assert got == pytest.approx([1.0] * 7 + [1 - k / 6 for k in range(1, 6)])
+    assert _step_lrs(12, 100, decay_start_step=6, decay_end_step=12) == pytest.approx(got)  # explicit end
+    # warm-up: lr / warmup_steps, 2 lr / warmup_steps, ... then constant
+    assert _step_lrs(5, 100, warmup_steps=4, decay_start_step=50) == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_step_keys_need_the_step_policy(registry):
+    with pytest.raises(RecipeError, match=r'\[optim\] decay_start_step.*lr_policy = "linear_steps"'):
+        make_recipe(registry, {"optim": {"decay_start_step": 10}})
+    with pytest.raises(RecipeError, match=r"decay_end_step 5 must come after decay_start_step 10"):
+        make_recipe(registry, {"optim": {"lr_policy": "linear_steps", "decay_start_step": 10, "decay_end_step": 5}})
 
 
 def test_lr_policies_follow_the_reference_formulas():
@@ -301,7 +333,7 @@ def test_serial_batches_and_max_dataset_size(registry, tmp_path, pm):
         dataset = build_dataset(recipe, registry, "train")
         assert len(dataset) == 4 and len(dataset.a_paths) == 4 and len(dataset.b_paths) == 3
         trainer = Trainer(recipe=recipe, method=build_method(recipe, registry, CPU), dataset=dataset,
-                          run_dir=tmp_path / f"run{serial}", pm=pm, device=CPU, precision=Precision("fp32", CPU))
+                          run_dir=tmp_path / f"run{serial}", pm=pm, device=CPU)
         orders, b_orders = [], []
         for epoch in range(4):
             trainer.sampler.set_epoch(epoch)
@@ -399,8 +431,9 @@ def test_migrating_guide_lists_every_reference_flag():
 def test_migrating_guide_names_only_existing_recipe_keys(registry):
     valid = {s: {f.name for f in dataclasses.fields(cls)} for s, cls in CORE_SECTIONS.items()}
     valid["data"] |= {f.name for e in registry.list("pairing") for f in dataclasses.fields(e.spec.config_cls)}
-    for section in COMPONENT_SECTIONS:
-        fields = {f.name for e in registry.list(section) for f in dataclasses.fields(e.spec.config_cls)}
+    sections = {s: k for e in registry.list("method") for s, k in e.spec.sections.items()}
+    for section, kind in {"method": "method", **sections}.items():
+        fields = {f.name for e in registry.list(kind) for f in dataclasses.fields(e.spec.config_cls)}
         valid[section] = {"name"} | fields
     sections = "|".join(valid)
     named = set(re.findall(rf"`({sections})\.(\w+)", MIGRATING.read_text(encoding="utf-8")))

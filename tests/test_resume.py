@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from ganzoo import checkpoint, hookimpl
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.registry import Registry

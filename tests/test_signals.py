@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from ganzoo import checkpoint
-from ganzoo._runlog import read_metrics
+from ganzoo.runlog import read_metrics
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from childruns import logged_steps, wait_for_step
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 # step was logged is sure to arrive in the middle of the next one.
 SLOW_CLI = """
 import sys, time
-import ganzoo_cyclegan.objective as objective
+import ganzoo_cyclegan.method as objective
 from ganzoo.cli import main
 step = objective.CycleGAN.train_step
 def slow_step(self, real_a, real_b):

@@ -14,7 +14,10 @@ from click.testing import CliRunner
 from ganzoo import zoo
 from ganzoo.cli import cli
 from ganzoo.errors import CheckpointError
-from ganzoo.zoo import PRETRAINED, download_model
+from ganzoo.zoo import catalogue, download_model
+
+CYCLEGAN_BASE = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+PIX2PIX_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 
 CYCLEGAN_NAMES = {
     "apple2orange", "orange2apple", "summer2winter_yosemite", "winter2summer_yosemite", "horse2zebra",
@@ -58,8 +61,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setitem(zoo.URL_BASES, "cyclegan", state.url + "/cyclegan")
-    monkeypatch.setitem(zoo.URL_BASES, "pix2pix", state.url + "/pix2pix")
+    monkeypatch.setitem(zoo.URL_REWRITES, CYCLEGAN_BASE, state.url + "/cyclegan")
+    monkeypatch.setitem(zoo.URL_REWRITES, PIX2PIX_BASE, state.url + "/pix2pix")
     yield state
     httpd.shutdown()
     httpd.server_close()
@@ -89,59 +92,60 @@ def _reference_resnet_bytes(ngf: int = 1, n_blocks: int = 9) -> bytes:
     return _state_bytes(state)
 
 
-def test_every_reference_name_is_listed_with_its_url():
-    cyclegan = {i.file_name.removesuffix(".pth") for i in PRETRAINED.values() if i.kind == "cyclegan"}
-    pix2pix = {i.file_name.removesuffix(".pth") for i in PRETRAINED.values() if i.kind == "pix2pix"}
+def test_every_reference_name_is_listed_with_its_url(registry):
+    PRETRAINED = {k: v for k, v in catalogue(registry).items() if v.family in ("cyclegan", "pix2pix")}
+    cyclegan = {i.url.rsplit("/", 1)[1].removesuffix(".pth") for i in PRETRAINED.values() if i.family == "cyclegan"}
+    pix2pix = {i.url.rsplit("/", 1)[1].removesuffix(".pth") for i in PRETRAINED.values() if i.family == "pix2pix"}
     assert (cyclegan, pix2pix) == (CYCLEGAN_NAMES, PIX2PIX_FILES)
     assert len(PRETRAINED) == 23 and all(i.summary for i in PRETRAINED.values())
     host = "http://efrosgans.eecs.berkeley.edu"
     assert PRETRAINED["horse2zebra"].url == f"{host}/cyclegan/pretrained_models/horse2zebra.pth"
     assert PRETRAINED["sat2map_pix2pix"].url == f"{host}/pix2pix/models-pytorch/sat2map.pth"
-    assert PRETRAINED["edges2shoes"].kind == "pix2pix"
+    assert PRETRAINED["edges2shoes"].family == "pix2pix"
 
 
-def test_download_verifies_and_is_idempotent(server, tmp_path):
+def test_download_verifies_and_is_idempotent(registry, server, tmp_path):
     server.files["/cyclegan/horse2zebra.pth"] = _reference_resnet_bytes()
-    path = download_model("horse2zebra", tmp_path, progress=False)
+    path = download_model("horse2zebra", tmp_path, registry, progress=False)
     assert path == tmp_path / "horse2zebra_pretrained" / "latest_net_G.pth"
     assert sorted(p.name for p in path.parent.iterdir()) == ["latest_net_G.pth"]
-    assert download_model("horse2zebra", tmp_path, progress=False) == path
+    assert download_model("horse2zebra", tmp_path, registry, progress=False) == path
     assert len(server.requests) == 1
 
 
-def test_resume_from_partial_file(server, tmp_path):
+def test_resume_from_partial_file(registry, server, tmp_path):
     body = server.files["/cyclegan/style_monet.pth"] = _reference_resnet_bytes()
     folder = tmp_path / "style_monet_pretrained"
     folder.mkdir()
     (folder / "latest_net_G.pth.part").write_bytes(body[:5000])
-    download_model("style_monet", tmp_path, progress=False)
+    download_model("style_monet", tmp_path, registry, progress=False)
     assert server.requests == [("/cyclegan/style_monet.pth", "bytes=5000-")]
     assert (folder / "latest_net_G.pth").read_bytes() == body
 
 
-def test_html_page_and_wrong_family_are_deleted_and_reported(server, tmp_path):
+def test_html_page_and_wrong_family_are_deleted_and_reported(registry, server, tmp_path):
     server.files["/cyclegan/zebra2horse.pth"] = b"<html><body>Service moved</body></html>"
     with pytest.raises(CheckpointError, match=r"zebra2horse\.pth: the downloaded file is not a usable cyclegan "
                                               r"generator: .*HTML error page.*It was deleted"):
-        download_model("zebra2horse", tmp_path, progress=False)
+        download_model("zebra2horse", tmp_path, registry, progress=False)
     assert list((tmp_path / "zebra2horse_pretrained").iterdir()) == []
     server.files["/pix2pix/edges2shoes.pth"] = _reference_resnet_bytes()  # a ResNet where a U-Net belongs
     with pytest.raises(CheckpointError, match="holds a resnet_9blocks generator, but the reference's pix2pix models "
                                               "are unet generators"):
-        download_model("edges2shoes", tmp_path, progress=False)
+        download_model("edges2shoes", tmp_path, registry, progress=False)
     assert list((tmp_path / "edges2shoes_pretrained").iterdir()) == []
 
 
-def test_unknown_name_suggests_and_lists(tmp_path):
+def test_unknown_name_suggests_and_lists(registry, tmp_path):
     with pytest.raises(CheckpointError, match=r'"horse2zebr": unknown name\. Did you mean "horse2zebra"\? '
-                                              r"Available: apple2orange, .*day2night \(ganzoo models list\)"):
-        download_model("horse2zebr", tmp_path)
+                                              r"Available: apple2orange, .*day2night.* \(ganzoo models list\)"):
+        download_model("horse2zebr", tmp_path, registry)
 
 
-def test_offline_says_where_to_put_the_file_and_uses_it(tmp_path, monkeypatch):
-    monkeypatch.setitem(zoo.URL_BASES, "pix2pix", "http://127.0.0.1:1")
+def test_offline_says_where_to_put_the_file_and_uses_it(registry, tmp_path, monkeypatch):
+    monkeypatch.setitem(zoo.URL_REWRITES, PIX2PIX_BASE, "http://127.0.0.1:1")
     with pytest.raises(CheckpointError) as info:
-        download_model("day2night", tmp_path, progress=False)
+        download_model("day2night", tmp_path, registry, progress=False)
     target = tmp_path / "day2night_pretrained" / "latest_net_G.pth"
     msg = str(info.value)
     assert msg.startswith("cannot download day2night from http://127.0.0.1:1/day2night.pth: ")
@@ -151,7 +155,7 @@ def test_offline_says_where_to_put_the_file_and_uses_it(tmp_path, monkeypatch):
     target.write_bytes(_state_bytes(unet))
     with pytest.raises(CheckpointError, match=r"exists but is not a usable pix2pix generator.*U-Net with 1 levels"
                                               r".*Delete it and run again"):
-        download_model("day2night", tmp_path, progress=False)
+        download_model("day2night", tmp_path, registry, progress=False)
 
 
 def test_models_cli(server, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ keys (and published checkpoints) carry over unchanged.
 """
 from __future__ import annotations
 
+from ganzoo.layers.checks import check_image
 from ganzoo.layers.init import INIT_TYPES, InitType, check_init, init_weights
 from ganzoo.layers.norm import NORM_TYPES, NormType, check_norm, norm_layer, strip_legacy_norm_keys, use_bias
 from ganzoo.layers.patchgan import NLayerDiscriminator, PixelDiscriminator
@@ -20,6 +21,7 @@ __all__ = [
     "PaddingType",
     "PixelDiscriminator",
     "ResnetBlock",
+    "check_image",
     "check_init",
     "check_norm",
     "check_padding",

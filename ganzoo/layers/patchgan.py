@@ -7,18 +7,16 @@ overlapping patch (or per pixel); no sigmoid, the adversarial loss applies it if
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from torch import Tensor, nn
 
 from ganzoo.components import ComponentSpec
 from ganzoo.hookspecs import hookimpl
+from ganzoo.reference import ReferenceLayout
+from ganzoo.layers.checks import check_image
 from ganzoo.layers.init import InitType, check_init, init_weights
 from ganzoo.layers.norm import NormType, check_norm, norm_layer, use_bias
-
-
-def _check_input(x: Tensor, in_channels: int) -> None:
-    if x.dim() != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"Expected input of shape (B, {in_channels}, H, W). Got {tuple(x.shape)}.")
 
 
 class NLayerDiscriminator(nn.Module):
@@ -71,7 +69,7 @@ class NLayerDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_channels)
+        check_image(x, self.in_channels)
         return self.model(x)
 
 
@@ -110,7 +108,7 @@ class PixelDiscriminator(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        _check_input(x, self.in_channels)
+        check_image(x, self.in_channels)
         return self.net(x)
 
 
@@ -174,3 +172,32 @@ def ganzoo_register_discriminators() -> list[ComponentSpec]:
         ComponentSpec("patchgan", NLayerPatchGANConfig, build_patchgan, "PatchGAN with n_layers stride-2 convs"),
         ComponentSpec("pixelgan", PatchGANConfig, build_pixelgan, "1x1 PixelGAN, per-pixel real/fake"),
     ]
+
+
+@hookimpl
+def ganzoo_read_reference_state(state, kind: str, source: str):
+    """The reference's NLayerDiscriminator (``model.*``) or PixelDiscriminator (``net.*``)."""
+    if kind != "discriminator":
+        return None
+    for prefix, kernel in (("model", 4), ("net", 1)):
+        first = state.get(f"{prefix}.0.weight")
+        if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (kernel, kernel):
+            continue
+        convs = sorted(int(m.group(1)) for k, v in state.items()
+                       if (m := re.fullmatch(rf"{prefix}\.(\d+)\.weight", k)) and v.dim() == 4)
+        if len(convs) < 3:
+            return None
+        second = convs[1]  # the first normalised conv
+        bias, affine = f"{prefix}.{second}.bias" in state, f"{prefix}.{second + 1}.weight" in state
+        norm = "batch" if affine else "instance" if bias else "none"
+        settings = {"ndf": int(first.shape[0]), "norm": norm}
+        cin = int(first.shape[1])
+        if prefix == "net":
+            return ReferenceLayout("discriminator", "pixelgan", settings, in_channels=cin)
+        n_layers = len(convs) - 2
+        if n_layers == 1 and int(state[f"model.{second}.weight"].shape[0]) == int(first.shape[0]):
+            n_layers = 0  # one stride-1 conv that keeps the width
+        if n_layers == 3:
+            return ReferenceLayout("discriminator", "patchgan_70", settings, in_channels=cin)
+        return ReferenceLayout("discriminator", "patchgan", {**settings, "n_layers": n_layers}, in_channels=cin)
+    return None

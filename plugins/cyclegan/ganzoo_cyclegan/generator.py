@@ -1,4 +1,4 @@
-"""The CycleGAN ResNet generator (``resnet_6blocks``, ``resnet_9blocks``).
+"""The CycleGAN ResNet generator (``resnet_6blocks``, ``resnet_9blocks``, ``resnet`` of any depth).
 
 Module for module the reference's ``ResnetGenerator``: state_dict keys such as
 ``model.1.weight`` and ``model.10.conv_block.1.weight`` are the same, so its published
@@ -8,6 +8,7 @@ CycleGAN weights load with ``strict=True`` (after
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from torch import Tensor, nn
 
@@ -17,6 +18,7 @@ from ganzoo.layers import (
     NormType,
     PaddingType,
     ResnetBlock,
+    check_image,
     check_init,
     check_norm,
     check_padding,
@@ -109,13 +111,25 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Other sizes run but come out larger than they went in (ceil on the way down).
-        m = self.size_multiple
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(
-                f"Expected input of shape (B, {self.in_channels}, H, W) with H and W divisible by 4. "
-                f"Got {tuple(x.shape)}."
-            )
+        check_image(x, self.in_channels, self.size_multiple)
         return self.model(x)
+
+    def encode(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """The activations after ``model[i]`` for each ``i`` in ``layers``, in the order asked
+        (:class:`ganzoo.FeatureGenerator`); only the layers up to the deepest one run. With 9
+        blocks, 0 is the padded input, 4 and 7 the two down-samplings' convolutions, 10 to 18
+        the blocks' outputs (CUT's nce_layers index the same way)."""
+        check_image(x, self.in_channels, self.size_multiple)
+        wanted = set(layers)
+        if wanted and not 0 <= min(wanted) <= max(wanted) < len(self.model):
+            raise ValueError(f"feature layers must be in 0..{len(self.model) - 1}, got {list(layers)}")
+        found: dict[int, Tensor] = {}
+        h = x
+        for i, layer in enumerate(self.model[: max(wanted, default=-1) + 1]):
+            h = layer(h)
+            if i in wanted:
+                found[i] = h
+        return [found[i] for i in layers]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +178,30 @@ def build_resnet_9blocks(cfg: ResnetConfig, *, in_channels: int, out_channels: i
     return _build(cfg, in_channels, out_channels, 9)
 
 
+@dataclasses.dataclass(frozen=True)
+class ResnetDepthConfig(ResnetConfig):
+    """Options of ``resnet``: those of ``resnet_9blocks`` plus the number of residual blocks
+    (5 blocks at ngf 32 is the 128-filter generator of the original CycleGAN write-ups).
+
+    Args:
+        n_blocks: residual blocks (>= 0).
+    """
+
+    n_blocks: int = 9
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {self.n_blocks}")
+
+
+def build_resnet(cfg: ResnetDepthConfig, *, in_channels: int, out_channels: int) -> nn.Module:
+    """ResnetGenerator with ``cfg.n_blocks`` blocks, initialised."""
+    return _build(cfg, in_channels, out_channels, cfg.n_blocks)
+
+
 GENERATORS: list[ComponentSpec] = [
+    ComponentSpec("resnet", ResnetDepthConfig, build_resnet, "ResNet generator of any depth (n_blocks)"),
     ComponentSpec("resnet_6blocks", ResnetConfig, build_resnet_6blocks, "ResNet generator, 6 blocks (128 px)"),
     ComponentSpec("resnet_9blocks", ResnetConfig, build_resnet_9blocks, "ResNet generator, 9 blocks (256 px)"),
 ]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict
 from torch import Tensor, nn
 
-from ganzoo.layers import NormType, check_norm, init_weights, norm_layer, use_bias
+from ganzoo.layers import NormType, check_image, check_norm, init_weights, norm_layer, use_bias
 
 _EXAMPLES = "e.g. resnet18, efficientnet_lite0, mobilenetv3_small_100"
 
@@ -157,12 +157,7 @@ class TimmUnet(nn.Module):
             init_weights(part, "normal", 0.02)
 
     def forward(self, x: Tensor) -> Tensor:
-        m = self.size_multiple
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2] % m or x.shape[-1] % m:
-            raise ValueError(
-                f"Expected x of shape (B, {self.in_channels}, H, W) with H and W multiples of {m}. "
-                f"Got {tuple(x.shape)}."
-            )
+        check_image(x, self.in_channels, self.size_multiple, "x")
         features = self.encoder(x)
         y = features[-1]
         for block, skip in zip(self.blocks, reversed(features[:-1])):

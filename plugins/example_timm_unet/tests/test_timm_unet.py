@@ -63,7 +63,7 @@ def test_channels_and_size_multiple(spec):
     assert net.size_multiple == 16
     assert net(torch.zeros(1, 1, 32, 48)).shape == (1, 2, 32, 48)
     assert build(spec, depth=5, decoder_width=8).size_multiple == 32
-    with pytest.raises(ValueError, match=r"multiples of 16\. Got \(1, 1, 40, 40\)"):
+    with pytest.raises(ValueError, match=r"divisible by 16\. Got \(1, 1, 40, 40\)"):
         net(torch.zeros(1, 1, 40, 40))
 
 

@@ -8,12 +8,13 @@ published pix2pix weights load with ``strict=True``.
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ganzoo import ComponentSpec
-from ganzoo.layers import InitType, NormType, check_init, check_norm, init_weights, norm_layer, use_bias
+from ganzoo.layers import InitType, NormType, check_image, check_init, check_norm, init_weights, norm_layer, use_bias
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -60,7 +61,7 @@ class UnetSkipConnectionBlock(nn.Module):
         dropout: bool = False,
     ) -> None:
         super().__init__()
-        self.outermost = outermost
+        self.outermost, self.innermost = outermost, innermost
         bias = use_bias(norm)
         in_channels = outer_channels if in_channels is None else in_channels
         # Creation order (down conv, then up conv) follows the reference so that the same seed
@@ -143,13 +144,29 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Other sizes lose a row or column on the way down and the concatenation then fails.
-        m = self.size_multiple
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(
-                f"Expected input of shape (B, {self.in_channels}, H, W) with H and W divisible by {m}. "
-                f"Got {tuple(x.shape)}."
-            )
+        check_image(x, self.in_channels, self.size_multiple)
         return self.model(x)
+
+    def encode(self, x: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """The down path's activations: layer ``i`` is the output of the ``i``-th down
+        convolution (0: ngf channels at H/2, then one level deeper per index, up to
+        ``num_downs - 1``), in the order asked (:class:`ganzoo.FeatureGenerator`)."""
+        check_image(x, self.in_channels, self.size_multiple)
+        wanted = sorted(set(layers))
+        if wanted and not 0 <= wanted[0] <= wanted[-1] < self.num_downs:
+            raise ValueError(f"U-Net feature layers are 0..{self.num_downs - 1}, got {list(layers)}")
+        found: dict[int, Tensor] = {}
+        block, h = self.model, x
+        for level in range(max(wanted, default=-1) + 1):
+            seq = block.model
+            if level == 0:  # outermost: [down, sub, ...]
+                h, block = seq[0](h), seq[1]
+            elif block.innermost:  # [act, down, ReLU, up, norm]: no norm on the way down
+                h = seq[1](seq[0](h))
+            else:  # middle: [act, down, norm, sub, ...]
+                h, block = seq[2](seq[1](seq[0](h))), seq[3]
+            found[level] = h
+        return [found[i] for i in layers]
 
 
 @dataclasses.dataclass(frozen=True)

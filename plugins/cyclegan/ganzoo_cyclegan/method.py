@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganzoo import Method, MethodParts
+from ganzoo import Method, MethodContext, set_requires_grad
 from ganzoo_cyclegan.pool import ImagePool
 
 
@@ -39,12 +39,6 @@ class CycleGANConfig:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
 
 
-def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(flag)
-
-
 class CycleGAN(Method):
     """CycleGAN (unpaired translation).
 
@@ -52,29 +46,25 @@ class CycleGAN(Method):
     domain A), named as in the reference so its checkpoints map one to one.
     """
 
-    paired = False
-
-    def __init__(self, cfg: CycleGANConfig, *, parts: MethodParts) -> None:
-        if cfg.lambda_identity > 0 and parts.channels_a != parts.channels_b:
+    def __init__(self, cfg: CycleGANConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        ca, cb = ctx.channels_a, ctx.channels_b
+        if cfg.lambda_identity > 0 and ca != cb:
             raise ValueError(
                 f"lambda_identity {cfg.lambda_identity} needs channels_a == channels_b "
-                f"(got {parts.channels_a} and {parts.channels_b}); set lambda_identity = 0"
+                f"(got {ca} and {cb}); set lambda_identity = 0"
             )
-        self.cfg, self.parts = cfg, parts
-        ca, cb = parts.channels_a, parts.channels_b
-        self.networks = {
-            "G_A": parts.make_generator(ca, cb),
-            "G_B": parts.make_generator(cb, ca),
-            "D_A": parts.make_discriminator(cb),
-            "D_B": parts.make_discriminator(ca),
+        n = {
+            "G_A": ctx.network("G_A", ctx.build("generator", in_channels=ca, out_channels=cb)),
+            "G_B": ctx.network("G_B", ctx.build("generator", in_channels=cb, out_channels=ca)),
+            "D_A": ctx.network("D_A", ctx.build("discriminator", in_channels=cb)),
+            "D_B": ctx.network("D_B", ctx.build("discriminator", in_channels=ca)),
         }
-        n = self.networks
-        self.optimizers = {
-            "G": parts.adam([n["G_A"], n["G_B"]]),
-            "D": parts.adam([n["D_A"], n["D_B"]]),
-        }
-        self.pool_a = ImagePool(cfg.pool_size, seed=parts.seed * 2 + 1)  # fakes of domain A
-        self.pool_b = ImagePool(cfg.pool_size, seed=parts.seed * 2 + 2)  # fakes of domain B
+        ctx.optimizer("G", [n["G_A"], n["G_B"]])
+        ctx.optimizer("D", [n["D_A"], n["D_B"]])
+        self.gan_loss = ctx.build("loss")
+        self.pool_a = ImagePool(cfg.pool_size, seed=ctx.seed * 2 + 1)  # fakes of domain A
+        self.pool_b = ImagePool(cfg.pool_size, seed=ctx.seed * 2 + 2)  # fakes of domain B
         self._visuals: dict[str, Tensor] = {}
 
     def generator(self, direction: str) -> nn.Module:
@@ -83,7 +73,7 @@ class CycleGAN(Method):
         return self.networks["G_A" if direction == "AtoB" else "G_B"]
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
-        n, gan, cfg, prec = self.networks, self.parts.gan_loss, self.cfg, self.parts.precision
+        n, gan, cfg, ctx = self.networks, self.gan_loss, self.cfg, self.ctx
         losses: dict[str, Tensor] = {}
 
         # Generators, with the discriminators frozen so no gradient is spent on them. The
@@ -93,41 +83,41 @@ class CycleGAN(Method):
         # are freed: the gradients are the same sum, and peak memory holds one part instead
         # of all six generator passes. The generators run in the reference's order (which
         # matters with dropout, whose random masks follow that order).
-        _set_requires_grad([n["D_A"], n["D_B"]], False)
+        set_requires_grad([n["D_A"], n["D_B"]], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        with prec.autocast():
+        with ctx.autocast():
             fake_b = n["G_A"](real_a)
             rec_a = n["G_B"](fake_b)
             losses["G_A"] = gan(n["D_A"](fake_b), True, for_discriminator=False)
             losses["cycle_A"] = F.l1_loss(rec_a, real_a) * cfg.lambda_a
-        prec.backward(losses["G_A"] + losses["cycle_A"], "G")
-        with prec.autocast():
+        ctx.backward(losses["G_A"] + losses["cycle_A"], "G")
+        with ctx.autocast():
             fake_a = n["G_B"](real_b)
             rec_b = n["G_A"](fake_a)
             losses["G_B"] = gan(n["D_B"](fake_a), True, for_discriminator=False)
             losses["cycle_B"] = F.l1_loss(rec_b, real_b) * cfg.lambda_b
-        prec.backward(losses["G_B"] + losses["cycle_B"], "G")
+        ctx.backward(losses["G_B"] + losses["cycle_B"], "G")
         if cfg.lambda_identity > 0:
-            with prec.autocast():
+            with ctx.autocast():
                 losses["idt_A"] = F.l1_loss(n["G_A"](real_b), real_b) * cfg.lambda_b * cfg.lambda_identity
-            prec.backward(losses["idt_A"], "G")
-            with prec.autocast():
+            ctx.backward(losses["idt_A"], "G")
+            with ctx.autocast():
                 losses["idt_B"] = F.l1_loss(n["G_B"](real_a), real_a) * cfg.lambda_a * cfg.lambda_identity
-            prec.backward(losses["idt_B"], "G")
-        prec.step(self.optimizers["G"], "G")
+            ctx.backward(losses["idt_B"], "G")
+        ctx.step("G")
         fake_a, fake_b, rec_a, rec_b = (t.detach() for t in (fake_a, fake_b, rec_a, rec_b))
 
         # Discriminators, on real images and on fakes drawn from the history pools (one
         # backward per discriminator, again so only one graph is alive at a time).
-        _set_requires_grad([n["D_A"], n["D_B"]], True)
+        set_requires_grad([n["D_A"], n["D_B"]], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        with prec.autocast():
+        with ctx.autocast():
             losses["D_A"] = self._d_loss(n["D_A"], real_b, self.pool_b.query(fake_b))
-        prec.backward(losses["D_A"], "D")
-        with prec.autocast():
+        ctx.backward(losses["D_A"], "D")
+        with ctx.autocast():
             losses["D_B"] = self._d_loss(n["D_B"], real_a, self.pool_a.query(fake_a))
-        prec.backward(losses["D_B"], "D")
-        prec.step(self.optimizers["D"], "D")
+        ctx.backward(losses["D_B"], "D")
+        ctx.step("D")
 
         self._visuals = {
             "real_A": real_a, "fake_B": fake_b, "rec_A": rec_a,
@@ -139,7 +129,7 @@ class CycleGAN(Method):
         return dict(zip(losses, values))
 
     def _d_loss(self, net: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        gan = self.parts.gan_loss
+        gan = self.gan_loss
         fake = fake.detach()
         loss = 0.5 * (gan(net(real), True) + gan(net(fake), False))
         penalty = gan.penalty(net, real, fake)

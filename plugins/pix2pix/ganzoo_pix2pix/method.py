@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganzoo import Method, MethodParts
+from ganzoo import Method, MethodContext, set_requires_grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,15 +30,14 @@ class Pix2PixConfig:
 class Pix2Pix(Method):
     """pix2pix (paired translation A -> B). Networks ``G`` and ``D`` as in the reference."""
 
-    paired = True
-
-    def __init__(self, cfg: Pix2PixConfig, *, parts: MethodParts) -> None:
-        self.cfg, self.parts = cfg, parts
-        self.networks = {
-            "G": parts.make_generator(parts.channels_a, parts.channels_b),
-            "D": parts.make_discriminator(parts.channels_a + parts.channels_b),
-        }
-        self.optimizers = {"G": parts.adam([self.networks["G"]]), "D": parts.adam([self.networks["D"]])}
+    def __init__(self, cfg: Pix2PixConfig, ctx: MethodContext) -> None:
+        super().__init__(cfg, ctx)
+        ca, cb = ctx.channels_a, ctx.channels_b
+        G = ctx.network("G", ctx.build("generator", in_channels=ca, out_channels=cb))
+        D = ctx.network("D", ctx.build("discriminator", in_channels=ca + cb))
+        ctx.optimizer("G", [G])
+        ctx.optimizer("D", [D])
+        self.gan_loss = ctx.build("loss")
         self._visuals: dict[str, Tensor] = {}
 
     def generator(self, direction: str) -> nn.Module:
@@ -51,14 +50,13 @@ class Pix2Pix(Method):
 
     def train_step(self, real_a: Tensor, real_b: Tensor) -> dict[str, float]:
         G, D = self.networks["G"], self.networks["D"]
-        gan, prec = self.parts.gan_loss, self.parts.precision
-        with prec.autocast():
+        gan, ctx = self.gan_loss, self.ctx
+        with ctx.autocast():
             fake_b = G(real_a)
 
-        for p in D.parameters():
-            p.requires_grad_(True)
+        set_requires_grad([D], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        with prec.autocast():
+        with ctx.autocast():
             fake_ab = torch.cat((real_a, fake_b), 1).detach()
             real_ab = torch.cat((real_a, real_b), 1)
             loss_d_fake = gan(D(fake_ab), False)
@@ -67,18 +65,16 @@ class Pix2Pix(Method):
             penalty = gan.penalty(D, real_ab, fake_ab)
             if penalty is not None:
                 loss_d = loss_d + penalty
-        prec.backward_step(loss_d, self.optimizers["D"], "D")
+        ctx.update(loss_d, "D")
 
-        for p in D.parameters():
-            p.requires_grad_(False)
+        set_requires_grad([D], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        with prec.autocast():
+        with ctx.autocast():
             loss_g_gan = gan(D(torch.cat((real_a, fake_b), 1)), True, for_discriminator=False)
             loss_g_l1 = F.l1_loss(fake_b, real_b) * self.cfg.lambda_l1
             loss_g = loss_g_gan + loss_g_l1
-        prec.backward_step(loss_g, self.optimizers["G"], "G")
-        for p in D.parameters():
-            p.requires_grad_(True)
+        ctx.update(loss_g, "G")
+        set_requires_grad([D], True)
 
         self._visuals = {"real_A": real_a, "fake_B": fake_b, "real_B": real_b}
         return {
