@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from typing import Any, Literal, Union
+
+from ganzoo._names import did_you_mean
 
 
 class FieldError(ValueError):
@@ -39,9 +40,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         allowed = typing.get_args(tp)
         if value in allowed and type(value) is type(allowed[0]):
             return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-        hint = f' Did you mean "{close[0]}"?' if close else ""
-        raise FieldError(key, f"{value!r} is not one of {type_name(tp)}.{hint}")
+        hint = did_you_mean(str(value), [str(a) for a in allowed]).rstrip()
+        raise FieldError(key, f"{value!r} is not one of {type_name(tp)}.{' ' + hint if hint else ''}")
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
@@ -81,8 +81,7 @@ def build_dataclass(cls: type, values: dict[str, Any]) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f'Did you mean "{close[0]}"? ' if close else ""
+            hint = did_you_mean(key, fields)
             raise FieldError(key, f"unknown key. {hint}Valid keys: {', '.join(fields) or '(none)'}.")
         kwargs[key] = coerce(value, hints[key], key)
     missing = [

@@ -128,14 +128,14 @@ def _check_init_files(cfg, registry, init_from: Path, init_epoch: str | None) ->
     """--dry-run --init-from: load the files into the recipe's networks built on the CPU."""
     import torch
 
-    from ganzoo import warmstart
+    from ganzoo import init_from as init_files
     from ganzoo.build import build_method
 
-    folder, epoch = warmstart.locate(init_from, init_epoch)
+    folder, epoch = init_files.locate(init_from, init_epoch)
     method = build_method(cfg, registry, torch.device("cpu"), place_networks=False)
-    files = warmstart.find_files(init_from, folder, epoch, registry.method(cfg.method.name).reference_files,
+    files = init_files.find_files(init_from, folder, epoch, registry.method(cfg.method.name).reference_files,
                                  cfg.method.name)
-    warmstart.apply(files, method, cfg)
+    init_files.apply(files, method, cfg)
     return f"--init-from: {', '.join(f.name for f in files.paths.values())} fit the recipe's networks"
 
 
@@ -161,7 +161,7 @@ def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batc
     _, registry = _registry()
     dev = resolve_device(device, "--device")
     if checkpoint.suffix in (".pth", ".pt"):  # a file of the reference implementation
-        from ganzoo.interop import load_reference_generator
+        from ganzoo.reference_checkpoints import load_reference_generator
 
         net, channels = load_reference_generator(checkpoint, dev, registry, recipe_path=recipe_path)
     else:
@@ -191,7 +191,7 @@ def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batc
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
 def export(checkpoint: Path, fmt: str, output: Path) -> None:
     """Export a run's networks in another format."""
-    from ganzoo.interop import export_reference
+    from ganzoo.reference_checkpoints import export_reference
 
     _, registry = _registry()
     for path in export_reference(checkpoint, output, registry):
@@ -206,7 +206,7 @@ def models() -> None:
 @models.command(name="list")
 def models_list() -> None:
     """Names accepted by `ganzoo models download`."""
-    from ganzoo.zoo import catalogue
+    from ganzoo.pretrained import catalogue
 
     _, registry = _registry()
     for name, info in sorted(catalogue(registry).items()):
@@ -219,7 +219,7 @@ def models_list() -> None:
               show_default=True, help="Folder that receives ROOT/NAME_pretrained/latest_net_G.pth (the reference's layout).")
 def models_download(name: str, root: Path) -> None:
     """Download a pretrained model of the reference (resumable, verified)."""
-    from ganzoo.zoo import download_model
+    from ganzoo.pretrained import download_model
 
     _, registry = _registry()
     click.echo(f"model ready: {download_model(name, root, registry)}")

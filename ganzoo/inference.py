@@ -25,27 +25,30 @@ def load_networks(method: Method, states: dict[str, dict[str, torch.Tensor]], so
         load_state_dict_checked(net, states[name], f"{source} network '{name}'")
 
 
-def load_state_dict_checked(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable report of every difference."""
-    own = net.state_dict()
+def state_differences(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], *,
+                      network: str = "the network") -> str:
+    """What keeps ``state`` from loading strictly into a module whose state_dict is ``own``
+    (shapes, missing and unexpected keys, the first few of each), or "" when it fits."""
+    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in {network}"
+              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        lines = []
-        if shapes:
-            lines.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:5]))
-        if missing:
-            lines.append(f"{len(missing)} missing key(s): " + ", ".join(missing[:5]))
-        if unexpected:
-            lines.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:5]))
+    parts = []
+    for label, keys in (("shape mismatch(es)", shapes), ("key(s) missing from the file", missing),
+                        ("unexpected key(s) in the file", unexpected)):
+        if keys:
+            more = f" (and {len(keys) - 4} more)" if len(keys) > 4 else ""
+            parts.append(f"{len(keys)} {label}: {'; '.join(keys[:4])}{more}")
+    return "; ".join(parts)
+
+
+def load_state_dict_checked(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with a readable report of every difference."""
+    problems = state_differences(net.state_dict(), state)
+    if problems:
         raise CheckpointError(
-            f"{where}: the weights do not fit this architecture. " + ". ".join(lines)
-            + ". The checkpoint was trained with another generator/discriminator or other widths: "
-            "use the recipe it was trained with."
+            f"{where}: the weights do not fit this architecture. {problems}. The checkpoint was trained with "
+            "another generator/discriminator or other widths: use the recipe it was trained with."
         )
     net.load_state_dict(state, strict=True)
 

@@ -2,8 +2,9 @@
 
 Nothing here runs at import time: call :func:`get_plugin_manager` for a fresh manager.
 Third-party plugins (and ganzoo's own CycleGAN and pix2pix plugins) are found through the
-``ganzoo`` entry-point group; set ``GANZOO_DISABLE_PLUGIN_AUTOLOAD=1`` to skip them and
-``GANZOO_TRACE_PLUGINS=1`` to print every hook call.
+``ganzoo`` entry-point group; set ``GANZOO_DISABLE_PLUGIN_AUTOLOAD=1`` to skip them,
+``GANZOO_PLUGINS=pkg.mod,other`` to load plugin modules by import path without installing
+them (as ``PYTEST_PLUGINS``), and ``GANZOO_TRACE_PLUGINS=1`` to print every hook call.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def get_plugin_manager(*, load_entrypoints: bool | None = None) -> GanzooPluginM
         load_entrypoints = not os.environ.get("GANZOO_DISABLE_PLUGIN_AUTOLOAD")
     if load_entrypoints:
         load_entrypoint_plugins(pm)
+    load_module_plugins(pm, os.environ.get("GANZOO_PLUGINS", ""))
     check_hooks(pm)
     if os.environ.get("GANZOO_TRACE_PLUGINS"):
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
@@ -74,6 +76,24 @@ def check_hooks(pm: GanzooPluginManager) -> None:
             f"plugin '{name}' ({dist} {version}): {exc}. Hook names are listed in docs/plugins.md "
             "(`ganzoo_register_generators`, ...)."
         ) from None
+
+
+def load_module_plugins(pm: GanzooPluginManager, modules: str) -> None:
+    """Import and register the comma-separated modules of ``GANZOO_PLUGINS``."""
+    for name in filter(None, (m.strip() for m in modules.split(","))):
+        if pm.get_plugin(name) is not None:
+            continue
+        try:
+            plugin = importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - third-party code: every failure is the user's to fix
+            raise PluginError(
+                f'GANZOO_PLUGINS: cannot import plugin module "{name}": {type(exc).__name__}: {exc}. Fix the module '
+                "or the import path (it must be importable, e.g. on PYTHONPATH), or remove it from GANZOO_PLUGINS."
+            ) from exc
+        try:
+            pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f'GANZOO_PLUGINS: plugin module "{name}": invalid hook implementation: {exc}') from exc
 
 
 def load_entrypoint_plugins(pm: GanzooPluginManager) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ganzoo import checkpoint, distributed, rng, warmstart
+from ganzoo import checkpoint, distributed, init_from as init_files, rng
 from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, check_compile, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
@@ -30,7 +30,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     """Train (or resume) and return the final status.
 
     ``init_from`` (with ``init_epoch``) starts the networks from the reference's
-    ``{epoch}_net_{NAME}.pth`` files, as its ``--continue_train`` (see :mod:`ganzoo.warmstart`).
+    ``{epoch}_net_{NAME}.pth`` files, as its ``--continue_train`` (see :mod:`ganzoo.init_from`).
 
     Raises SystemExit(128 + signal) when SIGINT/SIGTERM stopped the run, after saving and
     saying how to resume (or, after a second Ctrl-C, without saving).
@@ -52,7 +52,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     raw = apply_overrides(raw, overrides + ([f"run.max_steps={steps}"] if steps else []), registry)
     cfg = load_recipe(raw, registry, source=source)
     if init_from is not None:
-        init_folder, init_epoch = warmstart.locate(init_from, init_epoch)
+        init_folder, init_epoch = init_files.locate(init_from, init_epoch)
 
     run_dir = resume if resume is not None else (out or Path("runs") / cfg.run.name)
     if resume is None and RunCheckpoints(run_dir).all():
@@ -70,8 +70,8 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     spec = registry.method(cfg.method.name)
     method = build_method(cfg, registry, device, Updater(cfg.run.precision, device, world), world)
     if init_from is not None:
-        init = warmstart.find_files(init_from, init_folder, init_epoch, spec.reference_files, cfg.method.name)
-        warmstart.apply(init, method, cfg)
+        init = init_files.find_files(init_from, init_folder, init_epoch, spec.reference_files, cfg.method.name)
+        init_files.apply(init, method, cfg)
     if world.distributed:  # each rank draws its own crops and flips
         rng.seed_everything(cfg.run.seed + world.rank)
     trainer = Trainer(recipe=cfg, method=method, dataset=dataset, run_dir=run_dir, pm=pm, device=device,
@@ -79,12 +79,12 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
     if world.is_main:
-        _prepare_run_dir(run_dir, cfg, {warmstart.RECORD_FILE: warmstart.record(init, cfg)} if init else {})
+        _prepare_run_dir(run_dir, cfg, {init_files.RECORD_FILE: init_files.record(init, cfg)} if init else {})
     distributed.barrier(world)
     if tree is not None:
         click.echo(f"resuming {run_dir} at step {trainer.step}", err=True)
     if init is not None and world.is_main:
-        click.echo(f"{warmstart.summary(init, cfg)} (recorded in {run_dir / warmstart.RECORD_FILE})", err=True)
+        click.echo(f"{init_files.summary(init, cfg)} (recorded in {run_dir / init_files.RECORD_FILE})", err=True)
     ranks = f" x {world.size} processes" if world.distributed else ""
     if world.is_main:
         parts = " / ".join(c.name for c in cfg.sections.values() if c.kind in ("generator", "discriminator"))

@@ -469,7 +469,7 @@ def _(c):
     run = c.run_copy()
     return (["run", "--resume", run, "--set", "generator.ngf=8"],
             ["network 'G_A': the weights do not fit this architecture", "shape mismatch",
-             "model.1.weight: checkpoint (4, 3, 7, 7) vs model (8, 3, 7, 7)", "use the recipe it was trained with"],
+             "model.1.weight is (4, 3, 7, 7) in the file, (8, 3, 7, 7) in the network", "use the recipe it was trained with"],
             [run])
 
 

@@ -11,7 +11,7 @@ download is kept only where resuming it makes sense (an interrupted, slow or dea
 transfer, a full disk), and a damaged or refused archive is deleted so the next run starts afresh.
 Every failure is a :class:`~ganzoo.errors.DataError` that tells a full disk from an offline
 machine, a slow or lying server and a corrupt archive. The resumable, time-bounded fetch
-(:func:`fetch`) is shared with the pretrained-model downloads of :mod:`ganzoo.zoo`. The bounds
+(:func:`fetch`) is shared with the pretrained-model downloads of :mod:`ganzoo.pretrained`. The bounds
 (:class:`Limits`) are arguments, or else read from the environment: ``GANZOO_DOWNLOAD_TIMEOUT``
 (seconds one download may take, default 4 h), ``GANZOO_DOWNLOAD_MIN_RATE`` (bytes/s the server
 must sustain, default 1024; 0 turns the check off), ``GANZOO_DOWNLOAD_RATE_WINDOW`` (seconds
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import errno
 import gzip
 import hashlib
@@ -45,6 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ganzoo._names import did_you_mean
 from ganzoo.errors import DataError
 
 # Mutable so tests (or a local mirror) can point the downloads elsewhere.
@@ -209,9 +209,8 @@ def lookup(name: str) -> DatasetInfo:
     """The dataset called ``name``; an unknown name is a DataError with a did-you-mean."""
     if name in DATASETS:
         return DATASETS[name]
-    close = difflib.get_close_matches(name, list(DATASETS), n=1)
-    hint = f' Did you mean "{close[0]}"?' if close else ""
-    raise DataError(f'dataset "{name}": unknown dataset.{hint} Available: {", ".join(DATASETS)}.')
+    hint = did_you_mean(name, DATASETS).rstrip()
+    raise DataError(f'dataset "{name}": unknown dataset.{" " + hint if hint else ""} Available: {", ".join(DATASETS)}.')
 
 
 def has_layout(folder: Path, pairing: str) -> bool:

@@ -24,7 +24,7 @@ from ganzoo.build import build_method
 from ganzoo.cli import cli
 from ganzoo.config import load_recipe, read_toml, recipe_to_dict
 from ganzoo.data.images import read_image
-from ganzoo.interop import (
+from ganzoo.reference_checkpoints import (
     RECIPE_FILE,
     export_reference,
     infer_generator,
@@ -256,8 +256,8 @@ def test_wrong_architecture_names_the_mismatched_keys(tmp_path, env):
     result = invoke("translate", "--checkpoint", tmp_path / "bad.pth", "--input", _write_png(tmp_path / "i.png", 8, 8),
                     "--output", tmp_path / "out")
     assert result.exit_code == 2
-    assert "model.12.conv_block.5.weight: checkpoint (8, 8, 1, 1) vs model (8, 8, 3, 3)" in result.output
-    assert "missing key(s): model.13.conv_block.1.bias" in result.output and "read as resnet_6blocks" in result.output
+    assert "model.12.conv_block.5.weight is (8, 8, 1, 1) in the file, (8, 8, 3, 3) in the network" in result.output
+    assert "key(s) missing from the file: model.13.conv_block.1.bias" in result.output and "read as resnet_6blocks" in result.output
 
 
 def test_discriminators_and_unknown_layouts_are_explained(tmp_path, registry):

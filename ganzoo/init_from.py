@@ -5,7 +5,7 @@ other networks' files, then trains with fresh optimisers and a schedule that sta
 K. Here each network of the recipe's method is loaded, strictly, from the file of its own
 name; which files a method's reference saves is the method plugin's to say
 (``MethodSpec.reference_files``: G_A, G_B, D_A, D_B for CycleGAN, G and D for pix2pix);
-optimisers and schedule start fresh and ``[run] epoch_count`` plays ``--epoch_count``. Files are read with :mod:`ganzoo.interop`'s safe
+optimisers and schedule start fresh and ``[run] epoch_count`` plays ``--epoch_count``. Files are read with :mod:`ganzoo.reference_checkpoints`'s safe
 loader and its fixes for old saves. :func:`locate` checks the folder before anything is
 built; :func:`find_files` and :func:`apply` run after the method is built and before the
 run directory is created, so a bad file leaves nothing behind.
@@ -22,7 +22,8 @@ from torch import Tensor
 
 from ganzoo.config import Recipe, dump_toml
 from ganzoo.errors import CheckpointError, GanzooError
-from ganzoo.interop import fit_reference_state, read_reference_state_dict
+from ganzoo.reference_checkpoints import fit_reference_state, read_reference_state_dict
+from ganzoo.inference import state_differences
 from ganzoo.reference import read_reference_layout
 
 RECORD_FILE = "init_from.toml"
@@ -135,7 +136,7 @@ def apply(files: InitFiles, method, recipe: Recipe) -> None:
 
     Raises:
         CheckpointError: a file is not a plain state_dict (see
-            :func:`ganzoo.interop.read_reference_state_dict`; nothing in it runs), or does not
+            :func:`ganzoo.reference_checkpoints.read_reference_state_dict`; nothing in it runs), or does not
             fit its network: the message names the keys and shapes and the recipe key to set.
     """
     for name, path in files.paths.items():
@@ -145,7 +146,7 @@ def apply(files: InitFiles, method, recipe: Recipe) -> None:
             method.ctx.restore({name: raw}, source=str(path))
             continue
         state = fit_reference_state(raw, net)
-        problems = _differences(net.state_dict(), state)
+        problems = state_differences(net.state_dict(), state, network="the recipe's network")
         if problems:
             section = method.ctx.sections.get(name)
             raise CheckpointError(
@@ -153,20 +154,6 @@ def apply(files: InitFiles, method, recipe: Recipe) -> None:
                 f"({_built_as(name, section, recipe)}): {problems}. {_hint(method, section, raw, recipe, str(path))}"
             )
         net.load_state_dict(state, strict=True)
-
-
-def _differences(own: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> str:
-    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the recipe's network"
-              for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    parts = []
-    for label, keys in (("shape mismatch(es)", shapes), ("key(s) missing from the file", missing),
-                        ("unexpected key(s) in the file", unexpected)):
-        if keys:
-            more = f" (and {len(keys) - 4} more)" if len(keys) > 4 else ""
-            parts.append(f"{len(keys)} {label}: {'; '.join(keys[:4])}{more}")
-    return "; ".join(parts)
 
 
 def _built_as(name: str, section: str | None, recipe: Recipe) -> str:

@@ -3,7 +3,7 @@
 Each model family's plugin lists what its reference published (``ganzoo_register_pretrained``).
 ``download_model`` streams the file into ``ROOT/NAME_pretrained/latest_net_G.pth.part`` with the
 resumable downloader of :mod:`ganzoo.data.download`, then loads it the safe way
-(:mod:`ganzoo.interop`: tensors only, architecture inferred) before renaming it into place, so a
+(:mod:`ganzoo.reference_checkpoints`: tensors only, architecture inferred) before renaming it into place, so a
 truncated file or an HTML error page never passes for a model. A file already at the target
 (for instance copied there by hand on an offline machine) is verified and used without any
 network access.
@@ -93,7 +93,7 @@ def _offline(info: PretrainedModel, url: str, reason: str, target: Path) -> Chec
 
 def _verify(info: PretrainedModel, path: Path, registry: Registry, what: str, fix: str, delete: bool = False) -> None:
     """Load ``path`` safely and check it holds a generator of the kind ``info`` names (and its digest)."""
-    from ganzoo.interop import infer_generator, read_reference_state_dict
+    from ganzoo.reference_checkpoints import infer_generator, read_reference_state_dict
 
     try:
         try:

@@ -1,20 +1,18 @@
 """Pretrained-model downloads against a loopback HTTP server: verify, resume, refuse, offline."""
 from __future__ import annotations
 
-import http.server
 import io
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from ganzoo import zoo
+from ganzoo import pretrained as zoo
 from ganzoo.cli import cli
 from ganzoo.errors import CheckpointError
-from ganzoo.zoo import catalogue, download_model
+from httpserver import Server, serve
+from ganzoo.pretrained import catalogue, download_model
 
 CYCLEGAN_BASE = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 PIX2PIX_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
@@ -28,45 +26,12 @@ CYCLEGAN_NAMES = {
 PIX2PIX_FILES = {"facades_label2photo", "edges2shoes", "sat2map", "map2sat", "day2night"}
 
 
-@dataclass
-class Server:
-    url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-
-
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
-    state = Server()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            state.requests.append((self.path, self.headers.get("Range")))
-            body = state.files.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            start = int(self.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
-            self.send_response(206 if start else 200)
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            self.send_header("Content-Length", str(len(body) - start))
-            self.end_headers()
-            self.wfile.write(body[start:])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setitem(zoo.URL_REWRITES, CYCLEGAN_BASE, state.url + "/cyclegan")
-    monkeypatch.setitem(zoo.URL_REWRITES, PIX2PIX_BASE, state.url + "/pix2pix")
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve() as state:
+        monkeypatch.setitem(zoo.URL_REWRITES, CYCLEGAN_BASE, state.url + "/cyclegan")
+        monkeypatch.setitem(zoo.URL_REWRITES, PIX2PIX_BASE, state.url + "/pix2pix")
+        yield state
 
 
 def _state_bytes(state: dict[str, torch.Tensor]) -> bytes:
