@@ -10,6 +10,9 @@ from pathlib import Path
 
 import click
 
+from ganzoo.commands.evaluate import eval_command
+from ganzoo.commands.export import export_command
+from ganzoo.commands.translate import translate_command
 from ganzoo.errors import GanzooError, RecipeError
 
 
@@ -139,65 +142,6 @@ def _check_init_files(cfg, registry, init_from: Path, init_epoch: str | None) ->
     return f"--init-from: {', '.join(f.name for f in files.paths.values())} fit the recipe's networks"
 
 
-@cli.command()
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
-              help="A run directory (its latest checkpoint) or a checkpoint file.")
-@click.option("--input", "input_", required=True, type=click.Path(path_type=Path), help="An image or a folder.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the translated PNGs.")
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--device", default="auto", show_default=True)
-@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="For a reference .pth file: a TOML with a [generator] section for what the weights "
-                   "cannot show (e.g. padding_type).")
-def translate(checkpoint: Path, input_: Path, output: Path, direction: str, batch_size: int, device: str,
-              recipe_path: Path | None) -> None:
-    """Translate images at their own size and write PNGs (16-bit in, 16-bit out)."""
-    from ganzoo.build import resolve_device
-    from ganzoo.data.images import list_images
-    from ganzoo.inference import load_run, translate_files
-
-    _, registry = _registry()
-    dev = resolve_device(device, "--device")
-    if checkpoint.suffix in (".pth", ".pt"):  # a file of the reference implementation
-        from ganzoo.reference_checkpoints import load_reference_generator
-
-        net, channels = load_reference_generator(checkpoint, dev, registry, recipe_path=recipe_path)
-    else:
-        recipe, method, _ = load_run(checkpoint, registry, dev)
-        try:
-            net = method.generator(direction)
-        except ValueError as exc:
-            raise GanzooError(f"--direction {direction}: {exc}") from None
-        channels = recipe.data.channels_a if direction == "AtoB" else recipe.data.channels_b
-    if input_.is_dir():
-        files = list_images(input_)
-        if not files:
-            raise GanzooError(f"{input_}: no images in this folder (looked for jpg, png, bmp, tif, webp).")
-    elif input_.is_file():
-        files = [input_]
-    else:
-        raise GanzooError(f"{input_}: no such image or folder.")
-    written = translate_files(net, files, output, channels_in=channels, device=dev, batch_size=batch_size)
-    click.echo(f"wrote {len(written)} image(s) to {output}")
-
-
-@cli.command()
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
-              help="A run directory (its latest checkpoint) or a ganzoo checkpoint file.")
-@click.option("--format", "fmt", type=click.Choice(["reference"]), default="reference", show_default=True,
-              help="reference: latest_net_<NAME>.pth state_dicts of junyanz/pytorch-CycleGAN-and-pix2pix.")
-@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-def export(checkpoint: Path, fmt: str, output: Path) -> None:
-    """Export a run's networks in another format."""
-    from ganzoo.reference_checkpoints import export_reference
-
-    _, registry = _registry()
-    for path in export_reference(checkpoint, output, registry):
-        click.echo(f"wrote {path}")
-
-
 @cli.group(cls=_Group)
 def models() -> None:
     """The reference's published pretrained models."""
@@ -223,32 +167,6 @@ def models_download(name: str, root: Path) -> None:
 
     _, registry = _registry()
     click.echo(f"model ready: {download_model(name, root, registry)}")
-
-
-@cli.command(name="eval")
-@click.argument("run_dir_arg", metavar="[RUN_DIR]", required=False, type=click.Path(path_type=Path))
-@click.option("--checkpoint", "run_dir_opt", type=click.Path(path_type=Path),
-              help="A run directory (its latest checkpoint) or a checkpoint file, as in translate and export.")
-@click.option("--split", default="test", show_default=True)
-@click.option("--direction", type=click.Choice(["AtoB", "BtoA"]), default="AtoB", show_default=True)
-@click.option("--device", default="auto", show_default=True)
-def eval_(run_dir_arg: Path | None, run_dir_opt: Path | None, split: str, direction: str, device: str) -> None:
-    """PSNR, SSIM and L1 of a run's translations against ground truth, next to the input's."""
-    from ganzoo.build import resolve_device
-
-    if (run_dir_arg is None) == (run_dir_opt is None):
-        raise GanzooError("ganzoo eval: give the run as --checkpoint RUN_DIR (or the older positional RUN_DIR), once.")
-    run_dir = run_dir_opt or run_dir_arg
-    from ganzoo.evaluate import evaluate, format_table, save_result
-    from ganzoo.inference import load_run
-
-    _, registry = _registry()
-    dev = resolve_device(device, "--device")
-    recipe, method, _ = load_run(run_dir, registry, dev)
-    result = evaluate(recipe, method, registry, dev, split=split, direction=direction)
-    click.echo(format_table(result))
-    if run_dir.is_dir():
-        click.echo(f"saved {save_result(result, run_dir)}")
 
 
 @cli.command(name="list")
@@ -310,6 +228,10 @@ def download(name: str, root: Path) -> None:
 
     path = download_dataset(name, root)
     click.echo(f"dataset ready: {path}")
+
+
+for _command in (translate_command, export_command, eval_command):
+    cli.add_command(_command)
 
 
 def main() -> None:

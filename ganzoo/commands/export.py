@@ -1,0 +1,29 @@
+"""`ganzoo export`: a run's networks in other formats."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ganzoo.errors import GanzooError
+
+
+def _registry():
+    from ganzoo import cli  # late: the CLI module imports this one
+
+    return cli._registry()
+
+
+@click.command(name="export")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
+              help="A run directory (its latest checkpoint) or a ganzoo checkpoint file.")
+@click.option("--format", "fmt", type=click.Choice(["reference"]), default="reference", show_default=True,
+              help="reference: latest_net_<NAME>.pth state_dicts of junyanz/pytorch-CycleGAN-and-pix2pix.")
+@click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
+def export_command(checkpoint: Path, fmt: str, output: Path) -> None:
+    """Export a run's networks in another format."""
+    from ganzoo.reference_checkpoints import export_reference
+
+    _, registry = _registry()
+    for path in export_reference(checkpoint, output, registry):
+        click.echo(f"wrote {path}")
