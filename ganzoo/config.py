@@ -113,6 +113,8 @@ class OptimConfig:
     warmup_steps: int = 0  # linear_steps: ramp from lr / warmup_steps up to lr over this many steps
     decay_start_step: int = 0  # linear_steps: the rate stays constant until this step ...
     decay_end_step: int = 0  # ... then falls linearly to 0 at this step (0: the run's last step)
+    ema_decay: float = 0.0  # EMA of the generators' weights per step (e.g. 0.999); 0 = off
+    ema_start_step: int = 0  # the EMA follows the weights until this step, then averages
 
     def __post_init__(self) -> None:
         if not self.lr > 0:
@@ -121,7 +123,9 @@ class OptimConfig:
             raise ValueError("beta1 and beta2 must be in [0, 1)")
         if self.lr_decay_iters < 1:
             raise ValueError(f"lr_decay_iters must be >= 1, got {self.lr_decay_iters}")
-        for key in ("warmup_steps", "decay_start_step", "decay_end_step"):
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA off), got {self.ema_decay}")
+        for key in ("warmup_steps", "decay_start_step", "decay_end_step", "ema_start_step"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         step_keys = [k for k in ("warmup_steps", "decay_start_step", "decay_end_step") if getattr(self, k)]

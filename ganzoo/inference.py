@@ -69,8 +69,13 @@ def find_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_run(path: str | Path, registry: Registry, device: torch.device) -> tuple[Recipe, Method, dict]:
-    """Rebuild the method of a saved run from the recipe stored in its checkpoint."""
+def load_run(path: str | Path, registry: Registry, device: torch.device, *,
+             weights: str = "ema") -> tuple[Recipe, Method, dict]:
+    """Rebuild the method of a saved run from the recipe stored in its checkpoint.
+
+    ``weights="ema"`` gives the generators their EMA weights when the run kept an EMA
+    (``[optim] ema_decay``); ``"raw"`` the trained weights.
+    """
     from ganzoo.build import build_method
 
     ckpt = find_checkpoint(path)
@@ -78,6 +83,10 @@ def load_run(path: str | Path, registry: Registry, device: torch.device) -> tupl
     recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
     method = build_method(recipe, registry, device, place_networks=False)
     load_networks(method, tree["networks"], str(ckpt))
+    if weights == "ema" and isinstance(tree.get("ema"), dict):
+        for name, ema in tree["ema"].items():
+            if name in method.networks:
+                load_state_dict_checked(method.networks[name], ema["weights"], f"{ckpt} EMA of network '{name}'")
     method.train(False)
     return recipe, method, tree
 

@@ -276,13 +276,15 @@ def reference_test_mode(net: nn.Module) -> nn.Module:
 
 
 # ---- writing ------------------------------------------------------------------------------
-def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, registry: Registry) -> list[Path]:
+def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, registry: Registry, *,
+                     weights: str = "ema") -> list[Path]:
     """Write a ganzoo checkpoint's networks as the reference's ``latest_net_<NAME>.pth`` files.
 
     Each network (``G_A``, ``G_B``, ``D_A``, ``D_B`` for CycleGAN; ``G``, ``D`` for pix2pix)
     becomes a plain state_dict saved with ``torch.save``; ``ganzoo_recipe.toml`` next to them
     holds the run's resolved recipe, so reading them back needs no retyping. Existing files
-    of those names are replaced.
+    of those names are replaced. With ``weights="ema"`` the generators of a run that kept an
+    EMA are written with their averaged weights.
 
     Returns:
         The written paths, networks first and the recipe last.
@@ -293,7 +295,9 @@ def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, reg
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    ema = tree.get("ema") if weights == "ema" and isinstance(tree.get("ema"), dict) else {}
     for name, state in tree["networks"].items():
+        state = ema[name]["weights"] if name in ema else state
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buf)
         target = out_dir / f"latest_net_{name}.pth"

@@ -118,6 +118,9 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         raise SystemExit(trainer.signals.exit_code)
     if world.is_main:
         click.echo(f"done: step {trainer.step}, checkpoint {latest}", err=True)
+        if trainer.ema is not None:  # the EMA weights are what the run delivers (checkpoint already written)
+            for name in trainer.ema.models:
+                method.networks[name].load_state_dict(trainer.ema.averaged(name).state_dict())
         _report(cfg, method, registry, device, run_dir)
         click.echo(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", err=True)
     distributed.shutdown()

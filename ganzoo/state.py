@@ -36,11 +36,12 @@ class Progress:
         return {"skipped_steps": self.skipped_steps, "skipped_images": len(self.skipped_images)}
 
 
-def capture(recipe: Recipe, progress: Progress, method: Method, pm) -> dict[str, Any]:
-    """The checkpoint tree of this moment of the run."""
+def capture(recipe: Recipe, progress: Progress, method: Method, pm, ema: dict | None = None) -> dict[str, Any]:
+    """The checkpoint tree of this moment of the run (``ema``: the generator EMA's state, if any)."""
     import ganzoo
 
     return {
+        **({"ema": ema} if ema else {}),
         "recipe": recipe_to_dict(recipe),
         "step": progress.step, "epoch": progress.epoch, "epoch_pos": progress.epoch_pos,
         "epoch_monitored": list(progress.monitored),

@@ -24,6 +24,7 @@ from ganzoo.config import Recipe
 from ganzoo.data.augment import build_augment
 from ganzoo.data.dataset import skipped_messages
 from ganzoo.distributed import World, barrier
+from ganzoo.ema import GeneratorEMA, generator_networks
 from ganzoo.errors import CheckpointError, RecipeError
 from ganzoo.loader import TrainLoader
 from ganzoo.method import Method
@@ -64,6 +65,8 @@ class Trainer:
         self.log = RunLog(self.run_dir, self.total_steps, enabled=world.is_main)
         self.signals = StopSignals()
         self._skips_in_a_row, self._saved_step, self._set_up = 0, -1, False
+        self.ema: GeneratorEMA | None = None  # made with the first batch, when [optim] ema_decay > 0
+        self._ema_state: dict | None = None  # a resumed EMA, loaded when the EMA is made
 
     # what hooks and tests read
     step = property(lambda self: self.progress.step)
@@ -108,6 +111,8 @@ class Trainer:
                     metrics = self._train_step(real_a, real_b)
                 nonfinite = self._check_finite(metrics)
                 p.step, p.epoch_pos = p.step + 1, p.epoch_pos + 1
+                if self.ema is not None:
+                    self.ema.update(p.step)
                 if not nonfinite:
                     p.monitored.append(metrics.get(self.monitor, 0.0))
                 self.ctx.schedule.after_step()
@@ -129,6 +134,11 @@ class Trainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.recipe.run.seed + 7919)
             self.method.setup(real_a, real_b)
+        optim = self.recipe.optim
+        if optim.ema_decay:
+            self.ema = GeneratorEMA(generator_networks(self.ctx), optim.ema_decay, optim.ema_start_step)
+            if self._ema_state is not None:
+                self.ema.load_state_dict(self._ema_state)
         unclaimed = self.ctx.unclaimed()
         if unclaimed:
             raise CheckpointError(f"{self.recipe.source}: the checkpoint holds {', '.join(unclaimed)}, which method "
@@ -197,15 +207,32 @@ class Trainer:
 
     # ---- outputs --------------------------------------------------------------------------
     def write_samples(self) -> None:
-        self.log.samples(self.method.visuals(), self.step)
+        """The method's visuals, plus the EMA generators' translations of its real images."""
+        visuals = self.method.visuals()
+        if self.ema is not None:
+            for direction, src in (("AtoB", "real_A"), ("BtoA", "real_B")):
+                name = self._generator_name(direction)
+                if name in self.ema.models and src in visuals:
+                    with torch.no_grad(), self.ctx.autocast():
+                        visuals[f"{name}_ema"] = self.ema.averaged(name).eval()(visuals[src])
+        self.log.samples(visuals, self.step)
+
+    def _generator_name(self, direction: str) -> str | None:
+        try:
+            net = self.method.generator(direction)
+        except ValueError:
+            return None
+        return next((name for name, n in self.ctx.networks.items() if n is net), None)
 
     def state_tree(self) -> dict:
         """Everything needed to continue this run exactly, as a checkpoint tree."""
-        return state.capture(self.recipe, self.progress, self.method, self.pm)
+        ema = self.ema.state_dict() if self.ema is not None else self._ema_state
+        return state.capture(self.recipe, self.progress, self.method, self.pm, ema)
 
     def load_state_tree(self, tree: dict, source: str = "checkpoint") -> None:
         """Restore a state written by :meth:`state_tree`; a mismatch is a CheckpointError."""
         state.restore(tree, self.progress, self.method, source)
+        self._ema_state = tree.get("ema") if self.recipe.optim.ema_decay else None
         self._saved_step = self.step
 
     def save(self) -> Path:

@@ -20,10 +20,12 @@ def _registry():
 @click.option("--format", "fmt", type=click.Choice(["reference"]), default="reference", show_default=True,
               help="reference: latest_net_<NAME>.pth state_dicts of junyanz/pytorch-CycleGAN-and-pix2pix.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
-def export_command(checkpoint: Path, fmt: str, output: Path) -> None:
+@click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
+              help="ema: the generators' averaged weights when the run kept them ([optim] ema_decay); raw: as trained.")
+def export_command(checkpoint: Path, fmt: str, output: Path, weights: str) -> None:
     """Export a run's networks in another format."""
     from ganzoo.reference_checkpoints import export_reference
 
     _, registry = _registry()
-    for path in export_reference(checkpoint, output, registry):
+    for path in export_reference(checkpoint, output, registry, weights=weights):
         click.echo(f"wrote {path}")
