@@ -174,6 +174,21 @@ class RunCheckpoints:
                 pass  # an old checkpoint we cannot delete does no harm; the new one is safe
         return path
 
+    @property
+    def best_path(self) -> Path:
+        """The validation-selected checkpoint (``[eval] select``), kept apart from ``keep_last``."""
+        return self.dir / "best.safetensors"
+
+    def save_best(self, tree: dict[str, Any]) -> Path:
+        """Atomically (re)write the best checkpoint; errors as in :meth:`save`."""
+        data = to_bytes(tree)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.best_path, data)
+        except OSError as exc:
+            raise self._write_error(self.best_path, exc) from None
+        return self.best_path
+
     def _remove_stale_tmp(self) -> None:
         for tmp in self.dir.glob(f".*{_TMP_SUFFIX}"):
             tmp.unlink(missing_ok=True)

@@ -136,6 +136,37 @@ class OptimConfig:
                              f"{self.decay_start_step}")
 
 
+EVAL_METRICS = ("fid", "kid", "psnr", "ssim", "l1")
+LOWER_IS_BETTER = {"fid": True, "kid": True, "l1": True, "psnr": False, "ssim": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation during training, on a validation split that is never the test split.
+
+    ``select`` names the metric whose best value picks ``checkpoints/best.safetensors``
+    (FID, KID and L1 lower, PSNR and SSIM higher is better); empty keeps no best checkpoint.
+    """
+
+    every: int = 0  # steps between evaluations; 0 = never
+    metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid", "kid"])
+    images: int = 50  # at most this many validation inputs per evaluation
+    split: str = "val"  # the folders valA/valB (or val/ for aligned pairs) of [data] root
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    select: str = "fid"
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.images < 2:
+            raise ValueError(f"every must be >= 0 and images >= 2, got every={self.every}, images={self.images}")
+        unknown = [m for m in self.metrics if m not in EVAL_METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must be some of {', '.join(EVAL_METRICS)}, got {list(self.metrics)}")
+        if self.split == "test":
+            raise ValueError('split "test" is kept for the final report: evaluate during training on "val"')
+        if self.select and self.select not in self.metrics:
+            raise ValueError(f'select "{self.select}" must be one of the metrics {list(self.metrics)} (or "")')
+
+
 @dataclasses.dataclass(frozen=True)
 class Component:
     """A registered component chosen by a recipe section: its kind, name and typed config."""
@@ -160,6 +191,7 @@ class Recipe:
     pairing: Component
     method: Component
     sections: Mapping[str, Component] = dataclasses.field(default_factory=dict)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     source: str = "<recipe>"
 
     def __getattr__(self, name: str) -> Component:
@@ -172,7 +204,8 @@ class Recipe:
         return ("method", *self.sections)
 
 
-CORE_SECTIONS = {"run": RunConfig, "data": DataConfig, "augment": AugmentConfig, "optim": OptimConfig}
+CORE_SECTIONS = {"run": RunConfig, "data": DataConfig, "augment": AugmentConfig, "optim": OptimConfig,
+                 "eval": EvalConfig}
 DEFAULT_METHOD_SECTIONS = ("generator", "discriminator", "loss")  # CycleGAN's and pix2pix's
 MAX_TABLE_DEPTH = 4  # sections hold scalars, lists and small tables: deeper nesting is an error
 

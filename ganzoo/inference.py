@@ -53,9 +53,24 @@ def load_state_dict_checked(net: nn.Module, state: dict[str, torch.Tensor], wher
     net.load_state_dict(state, strict=True)
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the latest checkpoint of a run directory."""
+def find_checkpoint(path: str | Path, which: str = "latest") -> Path:
+    """A checkpoint file, or a checkpoint of a run directory: ``which`` is ``latest``, ``best``
+    (selected by ``[eval] select`` on the validation split) or a step number."""
     path = Path(path)
+    if path.is_dir() and which != "latest":
+        checkpoints = RunCheckpoints(path)
+        if which == "best":
+            if not checkpoints.best_path.is_file():
+                raise CheckpointError(f"{path}: no best checkpoint (checkpoints/best.safetensors): the run kept none. "
+                                      "Set [eval] every and select when training, or use --which latest.")
+            return checkpoints.best_path
+        if not which.isdigit():
+            raise CheckpointError(f"--which {which}: give latest, best or a step number.")
+        found = checkpoints.path_for(int(which))
+        if not found.is_file():
+            kept = ", ".join(str(int(p.stem.split("_")[1])) for p in checkpoints.all()) or "none"
+            raise CheckpointError(f"{path}: no checkpoint of step {which} (kept steps: {kept}).")
+        return found
     if path.is_dir():
         latest = RunCheckpoints(path).latest()
         if latest is None:
@@ -70,7 +85,7 @@ def find_checkpoint(path: str | Path) -> Path:
 
 
 def load_run(path: str | Path, registry: Registry, device: torch.device, *,
-             weights: str = "ema") -> tuple[Recipe, Method, dict]:
+             weights: str = "ema", which: str = "latest") -> tuple[Recipe, Method, dict]:
     """Rebuild the method of a saved run from the recipe stored in its checkpoint.
 
     ``weights="ema"`` gives the generators their EMA weights when the run kept an EMA
@@ -78,7 +93,7 @@ def load_run(path: str | Path, registry: Registry, device: torch.device, *,
     """
     from ganzoo.build import build_method
 
-    ckpt = find_checkpoint(path)
+    ckpt = find_checkpoint(path, which)
     tree = checkpoint.load(ckpt)
     recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
     method = build_method(recipe, registry, device, place_networks=False)

@@ -277,7 +277,7 @@ def reference_test_mode(net: nn.Module) -> nn.Module:
 
 # ---- writing ------------------------------------------------------------------------------
 def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, registry: Registry, *,
-                     weights: str = "ema") -> list[Path]:
+                     weights: str = "ema", which: str = "latest") -> list[Path]:
     """Write a ganzoo checkpoint's networks as the reference's ``latest_net_<NAME>.pth`` files.
 
     Each network (``G_A``, ``G_B``, ``D_A``, ``D_B`` for CycleGAN; ``G``, ``D`` for pix2pix)
@@ -289,7 +289,7 @@ def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, reg
     Returns:
         The written paths, networks first and the recipe last.
     """
-    ckpt = find_checkpoint(checkpoint_or_run_dir)
+    ckpt = find_checkpoint(checkpoint_or_run_dir, which)
     tree = checkpoint.load(ckpt)
     recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
     out_dir = Path(out_dir)

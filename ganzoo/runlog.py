@@ -133,6 +133,9 @@ class RunLog:
             print(f"step {step}/{self.total_steps} epoch {epoch} {seconds:.2f}s/step {losses}",
                   file=sys.stderr, flush=True)
 
+    def scalars(self, values: dict[str, float], step: int, prefix: str) -> None:
+        self.tb.scalars(values, step, prefix=prefix)
+
     def record(self, record: dict[str, Any]) -> None:
         """A line of metrics.jsonl as it is."""
         self.metrics.write(record)

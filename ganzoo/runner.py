@@ -22,6 +22,7 @@ from ganzoo.errors import CheckpointError, GanzooError
 from ganzoo.state import TRAINING_KEYS
 from ganzoo.train import Trainer
 from ganzoo.update import Updater
+from ganzoo.validation import Validator
 
 
 def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], steps: int | None,
@@ -74,8 +75,9 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         init_files.apply(init, method, cfg)
     if world.distributed:  # each rank draws its own crops and flips
         rng.seed_everything(cfg.run.seed + world.rank)
+    validator = Validator(cfg, registry, device) if cfg.eval.every else None
     trainer = Trainer(recipe=cfg, method=method, dataset=dataset, run_dir=run_dir, pm=pm, device=device,
-                      world=world, monitor=spec.monitor)
+                      world=world, monitor=spec.monitor, validator=validator)
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
     if world.is_main:
@@ -121,7 +123,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
         if trainer.ema is not None:  # the EMA weights are what the run delivers (checkpoint already written)
             for name in trainer.ema.models:
                 method.networks[name].load_state_dict(trainer.ema.averaged(name).state_dict())
-        _report(cfg, method, registry, device, run_dir)
+        _report(cfg, method, registry, device, run_dir, trainer)
         click.echo(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}", err=True)
     distributed.shutdown()
     return status
@@ -196,13 +198,22 @@ def _report_skips(trainer: Trainer) -> None:
                    '"skip"); metrics.jsonl marks them with "nonfinite"', err=True)
 
 
-def _report(cfg, method, registry, device, run_dir: Path) -> None:
-    """Evaluate against ground truth at the end of a run when the test split has it."""
+def _report(cfg, method, registry, device, run_dir: Path, trainer: Trainer) -> None:
+    """Evaluate against ground truth at the end of a run when the test split has it: the last
+    weights, and the validation-selected checkpoint beside them when it is another step."""
     from ganzoo.evaluate import evaluate, format_table, save_result
+    from ganzoo.inference import load_run
 
     try:
         result = evaluate(cfg, method, registry, device, split="test")
     except GanzooError:
         return  # no paired test split: nothing to measure against
+    click.echo(f"last checkpoint (step {trainer.step}):")
     click.echo(format_table(result))
     save_result(result, run_dir)
+    best = trainer.progress.best
+    if best and best["step"] != trainer.step:
+        _, best_method, _ = load_run(run_dir, registry, device, which="best")
+        click.echo(f"validation-selected checkpoint (step {best['step']}, {best['metric']} {best['value']:.4g} "
+                   f"on [eval] split \"{cfg.eval.split}\"):")
+        click.echo(format_table(evaluate(cfg, best_method, registry, device, split="test")))

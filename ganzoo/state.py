@@ -31,6 +31,7 @@ class Progress:
     monitored: list[float] = dataclasses.field(default_factory=list)
     skipped_steps: int = 0
     skipped_images: list[str] = dataclasses.field(default_factory=list)
+    best: dict[str, Any] = dataclasses.field(default_factory=dict)  # [eval] select: {"metric", "value", "step"}
 
     def counts(self) -> dict[str, int]:
         return {"skipped_steps": self.skipped_steps, "skipped_images": len(self.skipped_images)}
@@ -46,6 +47,7 @@ def capture(recipe: Recipe, progress: Progress, method: Method, pm, ema: dict | 
         "step": progress.step, "epoch": progress.epoch, "epoch_pos": progress.epoch_pos,
         "epoch_monitored": list(progress.monitored),
         "skipped_steps": progress.skipped_steps, "skipped_images": list(progress.skipped_images),
+        "best": dict(progress.best),
         **method.ctx.state(),
         "precision": method.ctx.updater.state_dict(),
         "method": method.extra_state(),
@@ -71,6 +73,9 @@ def restore(tree: dict[str, Any], progress: Progress, method: Method, source: st
         progress.monitored = [float(v) for v in tree.get("epoch_monitored", tree.get("epoch_g_losses", []))]
         progress.skipped_steps = _count(tree, "skipped_steps")
         progress.skipped_images = [str(m) for m in tree.get("skipped_images", [])]
+        best = tree.get("best", {})
+        progress.best = {"metric": str(best["metric"]), "value": float(best["value"]), "step": _count(best, "step")} \
+            if best else {}
         rng.restore(tree["rng"])
     except CheckpointError:
         raise

@@ -46,12 +46,13 @@ class Trainer:
         device: the training device.
         world: this process's rank under torchrun (rank 0 alone writes files).
         monitor: the metric of the method's results the plateau schedule watches.
+        validator: scores the generator every ``[eval] every`` steps (see :mod:`ganzoo.validation`).
     """
 
     def __init__(self, *, recipe: Recipe, method: Method, dataset, run_dir: Path, pm, device: torch.device,
-                 world: World = World(), monitor: str = "G"):
+                 world: World = World(), monitor: str = "G", validator=None):
         self.recipe, self.method, self.dataset, self.pm, self.device = recipe, method, dataset, pm, device
-        self.world, self.monitor, self.run_dir = world, monitor, Path(run_dir)
+        self.world, self.monitor, self.run_dir, self.validator = world, monitor, Path(run_dir), validator
         self.ctx = method.ctx
         self.progress = state.Progress()
         run = recipe.run
@@ -167,6 +168,9 @@ class Trainer:
             self.write_samples()
         if run.save_every and self.step % run.save_every == 0 and self.step < self.total_steps:
             self.save()
+        every = self.recipe.eval.every
+        if self.validator is not None and every and (self.step % every == 0 or self.step == self.total_steps):
+            self.validate()
         self.pm.hook.ganzoo_on_step_end(trainer=self, step=self.step, metrics=metrics)
 
     def _check_finite(self, metrics: dict[str, float]) -> str:
@@ -204,6 +208,25 @@ class Trainer:
             if message not in self.progress.skipped_images:
                 self.progress.skipped_images.append(message)
                 print(f'warning: {message} Skipped ([data] bad_images = "skip").', file=sys.stderr, flush=True)
+
+    def validate(self) -> dict[str, float]:
+        """Score the (EMA) generator on the validation split; keep the best checkpoint by ``[eval] select``."""
+        cfg = self.recipe.eval
+        name = self._generator_name(cfg.direction)
+        generator = self.ema.averaged(name) if self.ema is not None and name in self.ema.models \
+            else self.method.generator(cfg.direction)
+        scores = self.validator(generator, self.ctx.autocast)
+        self.log.record({"step": self.step, "eval": scores, "split": cfg.split})
+        self.log.scalars(scores, self.step, prefix=f"eval_{cfg.split}/")
+        best = self.progress.best
+        if cfg.select and self.validator.better(scores[cfg.select], best.get("value")):
+            self.progress.best = {"metric": cfg.select, "value": scores[cfg.select], "step": self.step}
+            barrier(self.world)
+            if self.world.is_main:
+                with self.signals.interruptible():
+                    self.checkpoints.save_best(self.state_tree())
+            barrier(self.world)
+        return scores
 
     # ---- outputs --------------------------------------------------------------------------
     def write_samples(self) -> None:

@@ -26,10 +26,12 @@ def _registry():
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path),
               help="For a reference .pth file: a TOML with a [generator] section for what the weights "
                    "cannot show (e.g. padding_type).")
+@click.option("--which", default="latest", show_default=True, metavar="latest|best|STEP",
+              help="Which checkpoint of a run directory: the latest, the validation-selected best, or a step.")
 @click.option("--weights", type=click.Choice(["ema", "raw"]), default="ema", show_default=True,
               help="ema: the generator's averaged weights when the run kept them ([optim] ema_decay); raw: as trained.")
 def translate_command(checkpoint: Path, input_: Path, output: Path, direction: str, batch_size: int, device: str,
-                      recipe_path: Path | None, weights: str) -> None:
+                      recipe_path: Path | None, weights: str, which: str) -> None:
     """Translate images at their own size and write PNGs (16-bit in, 16-bit out)."""
     from ganzoo.build import resolve_device
     from ganzoo.data.images import list_images
@@ -42,7 +44,7 @@ def translate_command(checkpoint: Path, input_: Path, output: Path, direction: s
 
         net, channels = load_reference_generator(checkpoint, dev, registry, recipe_path=recipe_path)
     else:
-        recipe, method, _ = load_run(checkpoint, registry, dev, weights=weights)
+        recipe, method, _ = load_run(checkpoint, registry, dev, weights=weights, which=which)
         try:
             net = method.generator(direction)
         except ValueError as exc:
