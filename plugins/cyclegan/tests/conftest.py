@@ -2,12 +2,9 @@
 import pytest
 
 import ganzoo_cyclegan
-from ganzoo.plugins import get_plugin_manager
-from ganzoo.registry import Registry
+from ganzoo import testing
 
 
 @pytest.fixture
 def registry():
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(ganzoo_cyclegan, name="cyclegan")
-    return Registry(pm)
+    return testing.registry(ganzoo_cyclegan)

@@ -9,18 +9,20 @@ import torch
 from safetensors.torch import save_file
 
 import ganzoo_timm_unet
-from ganzoo.plugins import get_plugin_manager
-from ganzoo.registry import Registry
+from ganzoo import testing
 
 
 @pytest.fixture
-def spec():
-    """The registered spec, from a fresh manager holding the built-ins and this plugin only."""
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(ganzoo_timm_unet, name="timm_unet")
-    pm.check_pending()  # every hookimpl in the plugin names an existing hook
-    entry = Registry(pm).entry("generator", "timm_unet")
-    assert entry is not None and entry.plugin == "timm_unet"
+def registry():
+    """ganzoo's built-ins and this plugin only (whatever else is installed is not loaded)."""
+    return testing.registry(ganzoo_timm_unet)
+
+
+@pytest.fixture
+def spec(registry):
+    """The registered spec."""
+    entry = registry.entry("generator", "timm_unet")
+    assert entry is not None and entry.plugin == "ganzoo_timm_unet"
     return entry.spec
 
 
@@ -42,6 +44,20 @@ def test_registered_with_a_summary(spec):
     assert spec.name == "timm_unet"
     assert spec.summary
     assert spec.config_cls().backbone == "resnet18"
+
+
+def test_loads_by_import_path(monkeypatch):
+    # GANZOO_PLUGINS loads plugin modules without installing them, and rejects a hookimpl
+    # whose name matches no hook (a misspelt ganzoo_register_generator would fail here).
+    monkeypatch.setenv("GANZOO_PLUGINS", "ganzoo_timm_unet")
+    assert testing.registry().entry("generator", "timm_unet").plugin == "ganzoo_timm_unet"
+
+
+def test_passes_the_testing_kit(registry):
+    # two builds under one seed are identical, the state_dict round-trips, the output has the
+    # input's shape and gradients reach the parameters
+    net = testing.check_component(registry, "generator", "timm_unet", decoder_width=8)
+    assert net.size_multiple == 16
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_lite0", "mobilenetv3_small_100"])

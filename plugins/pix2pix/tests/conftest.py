@@ -2,12 +2,9 @@
 import pytest
 
 import ganzoo_pix2pix
-from ganzoo.plugins import get_plugin_manager
-from ganzoo.registry import Registry
+from ganzoo import testing
 
 
 @pytest.fixture
 def registry():
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(ganzoo_pix2pix, name="pix2pix")
-    return Registry(pm)
+    return testing.registry(ganzoo_pix2pix)

@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ganzoo.build import build_method
-from ganzoo.config import load_recipe
+from ganzoo import testing
 
 RECIPE = {
     "run": {"seed": 0, "device": "cpu"},
@@ -22,16 +21,14 @@ RECIPE = {
 
 
 def test_one_step_matches_reference_formulas(registry):
-    torch.manual_seed(0)
-    recipe = load_recipe(copy.deepcopy(RECIPE), registry)
-    method = build_method(recipe, registry, torch.device("cpu"))
+    method = testing.build_method(RECIPE, registry, seed=0)  # seeds every RNG, then builds on the CPU
     G, D = (copy.deepcopy(method.networks[k]) for k in ("G", "D"))
     real_a = torch.rand(2, 3, 128, 128) * 2 - 1
     real_b = torch.rand(2, 3, 128, 128) * 2 - 1
 
     # dropout draws random masks: give the method and the check the same draws
     state = torch.get_rng_state()
-    metrics = method.train_step(real_a, real_b)
+    metrics = testing.run_step(method, real_a, real_b)
     torch.set_rng_state(state)
 
     fake_b = G(real_a)
