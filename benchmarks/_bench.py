@@ -14,7 +14,7 @@ import torch
 from ganzoo.build import build_method
 from ganzoo.config import Recipe, load_recipe
 from ganzoo.flops import count
-from ganzoo.precision import Precision
+from ganzoo.update import Updater
 from ganzoo.registry import Registry
 
 _GIB = 1024**3
@@ -62,7 +62,7 @@ def make_recipe(registry: Registry, method: str, size: int, batch: int, *, preci
 def build(recipe: Recipe, registry: Registry, device: torch.device):
     """Seeded build of the recipe's method, as ``ganzoo run`` does it."""
     torch.manual_seed(recipe.run.seed)
-    method = build_method(recipe, registry, device, Precision(recipe.run.precision, device))
+    method = build_method(recipe, registry, device, Updater(recipe.run.precision, device))
     method.train()
     return method
 
@@ -94,7 +94,7 @@ def step_flops(recipe: Recipe, registry: Registry) -> int:
 def _count_step(recipe: Recipe, registry: Registry) -> int:
     meta = torch.device("meta")
     plain = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, compile=False, precision="fp32"))
-    method = build_method(plain, registry, meta, Precision("fp32", meta))
+    method = build_method(plain, registry, meta, Updater("fp32", meta, guard=False), place_networks=False)
     method.train()
     a, b = step_inputs(recipe, meta)
     return count(lambda: method.train_step(a, b), memory=False).flops

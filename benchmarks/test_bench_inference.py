@@ -11,7 +11,7 @@ import torch
 
 from _bench import OtherLoad, PeakMemory, build, make_recipe, record, sync
 from ganzoo.flops import forward_flops
-from ganzoo.precision import Precision
+from ganzoo.update import Updater
 
 CASES = [
     pytest.param(method, size, batch, precision, id=f"{method}-{size}px-b{batch}-{precision}")
@@ -29,7 +29,7 @@ def test_generator_inference(benchmark, registry, device, method, size, batch, p
         net = build(recipe, registry, device).generator("AtoB")
         net.eval()
         x = (torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
-        prec = Precision(precision, device)
+        prec = Updater(precision, device, guard=False)
 
         def translate():
             with torch.inference_mode(), prec.autocast():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ FORMAT = "ganzoo-checkpoint"
 FORMAT_VERSION = 1
 _TENSOR, _DICT, _TUPLE = "__tensor__", "__dict__", "__tuple__"
 _TMP_SUFFIX = ".tmp"
+_STEP_FILE = re.compile(r"step_\d{9,}\.safetensors")
 
 
 def _flatten(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -218,8 +220,12 @@ class RunCheckpoints:
     def latest(self) -> Path | None:
         pointer = self.dir / "latest"
         if pointer.is_file():
-            candidate = self.dir / pointer.read_text().strip()
-            if candidate.is_file():
-                return candidate
+            try:
+                named = pointer.read_text(encoding="utf-8", errors="replace")[:64].strip()
+            except OSError:
+                named = ""
+            # the pointer is file content: only a step file of this folder may be named
+            if _STEP_FILE.fullmatch(named) and (self.dir / named).is_file():
+                return self.dir / named
         files = self.all()
         return files[-1] if files else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from ganzoo.registry import Registry
 
 Precision = Literal["fp32", "bf16-mixed", "fp16-mixed"]
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+MAX_IMAGE_SIDE = 16384  # training crops and load sizes; larger images are translated in tiles
+MAX_RECIPE_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,13 @@ class RunConfig:
     compile: bool = False  # torch.compile the networks (see docs/benchmarks.md)
 
     def __post_init__(self) -> None:
+        if not _PLAIN_NAME.fullmatch(self.name) or self.name in (".", ".."):
+            raise ValueError(f"name {self.name!r} must be a plain name (letters, digits, . _ -): it names runs/<name>")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+        for key in ("n_epochs", "n_epochs_decay", "epoch_count"):
+            if getattr(self, key) > 1_000_000:
+                raise ValueError(f"{key} must be at most 1000000, got {getattr(self, key)}")
         for key in ("n_epochs", "n_epochs_decay", "max_steps", "save_every", "image_every"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
@@ -80,6 +91,9 @@ class DataConfig:
         for key in ("num_workers", "max_dataset_size"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key, most in (("batch_size", 65536), ("num_workers", 256), ("channels_a", 64), ("channels_b", 64)):
+            if getattr(self, key) > most:
+                raise ValueError(f"{key} must be at most {most}, got {getattr(self, key)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +108,9 @@ class AugmentConfig:
     flip: bool = True
 
     def __post_init__(self) -> None:
-        if self.crop_size < 1 or self.load_size < 1:
-            raise ValueError("load_size and crop_size must be >= 1")
+        for key in ("load_size", "crop_size"):
+            if not 1 <= getattr(self, key) <= MAX_IMAGE_SIDE:
+                raise ValueError(f"{key} must be in [1, {MAX_IMAGE_SIDE}], got {getattr(self, key)}")
         if "crop" in self.preprocess and self.preprocess != "crop" and self.crop_size > self.load_size:
             raise ValueError(f"crop_size {self.crop_size} is larger than load_size {self.load_size}")
 
@@ -214,6 +229,9 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     """Read a recipe file; a missing file or a TOML syntax error is a RecipeError."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: {path.stat().st_size} bytes, not a recipe (recipes are small TOML files, "
+                              f"at most {MAX_RECIPE_BYTES} bytes). Check the path.")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found. Check the path (recipes live in recipes/).") from None

@@ -9,6 +9,7 @@ not exist yet is kept and loaded the moment it is created.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from contextlib import AbstractContextManager
 from typing import Any, Iterable
@@ -84,8 +85,11 @@ class MethodContext:
         """
         comp = self._component(section)
         spec = self.registry.get(comp.kind, comp.name)
+        # on the meta device (dry runs, memory estimates) nothing may be allocated, even huge widths
+        where = torch.device("meta") if self.device.type == "meta" else contextlib.nullcontext()
         try:
-            built = spec.build(comp.config, **kwargs)
+            with where:
+                built = spec.build(comp.config, **kwargs)
         except (ValueError, TypeError) as exc:
             if isinstance(exc, GanzooError):
                 raise

@@ -91,14 +91,15 @@ def average_gradients(optimizer: torch.optim.Optimizer, world: World) -> None:
             p.grad.copy_(g)
 
 
-def average_metrics(metrics: dict[str, float], world: World) -> dict[str, float]:
-    """The mean of each scalar over all ranks (for logging)."""
+def average_metrics(metrics: dict[str, float], world: World, device: torch.device = torch.device("cpu")
+                    ) -> dict[str, float]:
+    """The mean of each scalar over all ranks, in the same key order (every rank must call it
+    with the same keys: a method's metrics; NCCL needs ``device`` to be the rank's GPU)."""
     if not world.distributed or not metrics:
         return metrics
-    keys = sorted(metrics)
-    values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+    values = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return {k: float(v) / world.size for k, v in zip(keys, values)}
+    return {k: float(v) / world.size for k, v in zip(metrics, values.tolist())}
 
 
 

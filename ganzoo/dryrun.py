@@ -49,6 +49,89 @@ def _device_line(recipe: Recipe) -> str:
     return f"{recipe.run.device} -> {device}" if recipe.run.device == "auto" else str(device)
 
 
+def meta_method(recipe: Recipe, registry: Registry):
+    """The recipe's method built on the meta device (no memory), eager and fp32, in train mode."""
+    eager = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, compile=False))
+    method = build_method(eager, registry, _META, Updater("fp32", _META, guard=False), place_networks=False)
+    method.train()
+    return method
+
+
+def count_step(method, recipe: Recipe):
+    """FLOPs and peak tensor bytes of one training step on the meta device (the optimiser state
+    made by a first step included); raises what the method raises if it cannot run on meta."""
+    size, _ = input_size(recipe.augment)
+    batch = recipe.data.batch_size
+    real_a = torch.rand(batch, recipe.data.channels_a, size, size, device=_META) * 2 - 1
+    real_b = torch.rand(batch, recipe.data.channels_b, size, size, device=_META) * 2 - 1
+    with MetaScalars():
+        method.setup(real_a, real_b)  # networks made from the first batch
+        method.train_step(real_a, real_b)  # creates the optimiser state
+    return count(lambda: method.train_step(real_a, real_b), method_tensors(method))
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory free for tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(recipe: Recipe, registry: Registry, device: torch.device) -> None:
+    """Refuse a recipe whose training cannot fit in the device's free memory (a typo such as
+    ``ngf = 6400`` or ``batch_size = 4000``), before anything is allocated or written.
+
+    The estimate is a lower bound that costs a fraction of a second: weights, gradients and
+    Adam's two moments (4 x the parameters) plus the activations of one forward pass of the
+    A -> B generator at the recipe's batch and input size, all counted on the meta device.
+    ``ganzoo run --dry-run`` counts a whole training step.
+    """
+    available = available_bytes(device)
+    if available is None:
+        return
+    try:
+        method = meta_method(recipe, registry)
+        params = sum(p.numel() * p.element_size() for net in method.networks.values() for p in net.parameters())
+        size, _ = input_size(recipe.augment)
+        x = torch.zeros(recipe.data.batch_size, recipe.data.channels_a, size, size, device=_META)
+        activations = _activation_bytes(method.generator("AtoB"), x)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return  # not estimated: the run will tell
+    need = 4 * params + activations
+    if need > available:
+        raise GanzooError(
+            f"{recipe.source}: training needs at least {_gib(need)} ({_gib(4 * params)} for weights, gradients and "
+            f"optimiser state, {_gib(activations)} for one generator pass at batch {recipe.data.batch_size}, {size} px) "
+            f"but {device} has {_gib(available)} free. Lower [data] batch_size, [augment] crop_size or the networks' "
+            "widths (e.g. [generator] ngf); `ganzoo run --dry-run` gives the whole estimate."
+        )
+
+
+def _activation_bytes(net: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes of every leaf module's output in one forward pass (what backward keeps, roughly)."""
+    total = 0
+
+    def add(_module, _inputs, output) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    hooks = [m.register_forward_hook(add) for m in net.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
 def dry_run_report(recipe: Recipe, registry: Registry) -> str:
     """Build the recipe's method on the meta device and report its size and per-step cost.
 
@@ -58,10 +141,7 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
     """
     size, size_note = input_size(recipe.augment)
     batch, ca, cb = recipe.data.batch_size, recipe.data.channels_a, recipe.data.channels_b
-    # compiling would trace on meta tensors; the counts are those of the eager networks
-    eager = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, compile=False))
-    method = build_method(eager, registry, _META, Updater("fp32", _META, guard=False), place_networks=False)
-    method.train()
+    method = meta_method(recipe, registry)  # compiling would trace on meta tensors: eager counts
 
     root = Path(recipe.data.root)
     lines = [
@@ -91,13 +171,8 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
         flops = forward_flops(net, torch.zeros(1, c, size, size, device=_META))
         lines.append(f"inference {direction}: {flops / 1e9:,.1f} GFLOP per {size}x{size} image")
 
-    real_a = torch.rand(batch, ca, size, size, device=_META) * 2 - 1
-    real_b = torch.rand(batch, cb, size, size, device=_META) * 2 - 1
     try:
-        with MetaScalars():
-            method.setup(real_a, real_b)  # networks made from the first batch
-            method.train_step(real_a, real_b)  # creates the optimiser state
-        step = count(lambda: method.train_step(real_a, real_b), method_tensors(method))
+        step = count_step(method, recipe)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         lines.append(
             f"training step: not counted, the method's train_step does not run on the meta device "

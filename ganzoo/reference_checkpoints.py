@@ -30,6 +30,7 @@ from ganzoo.reference import ReferenceLayout, read_reference_layout
 from ganzoo.registry import Registry
 
 RECIPE_FILE = "ganzoo_recipe.toml"
+_NETWORK_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Direction = Literal["AtoB", "BtoA"]
 
 _SAFE_LOADING = (
@@ -293,9 +294,15 @@ def export_reference(checkpoint_or_run_dir: str | Path, out_dir: str | Path, reg
     tree = checkpoint.load(ckpt)
     recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     ema = tree.get("ema") if weights == "ema" and isinstance(tree.get("ema"), dict) else {}
+    for name in tree["networks"]:  # names come from the file: a hostile one must not leave out_dir
+        if not isinstance(name, str) or not _NETWORK_NAME.fullmatch(name):
+            raise CheckpointError(
+                f"{ckpt}: network name {name!r} is not a plain name (letters, digits, _ and -), so it cannot name a "
+                f"file in {out_dir}; nothing was written. The checkpoint is damaged or crafted: do not use it."
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, state in tree["networks"].items():
         state = ema[name]["weights"] if name in ema else state
         buf = io.BytesIO()

@@ -17,6 +17,7 @@ from ganzoo import checkpoint, distributed, init_from as init_files, rng
 from ganzoo._signals import EXIT_SIGINT
 from ganzoo.build import build_dataset, build_method, check_compile, resolve_device
 from ganzoo.checkpoint import RunCheckpoints, atomic_write
+from ganzoo.dryrun import check_memory
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError, GanzooError
 from ganzoo.state import TRAINING_KEYS
@@ -66,6 +67,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     world = distributed.world_from_env()
     device = distributed.init(world, resolve_device(cfg.run.device, source))
     check_compile(cfg, device)
+    check_memory(cfg, registry, device)
     rng.seed_everything(cfg.run.seed)
     dataset = build_dataset(cfg, registry, "train")
     spec = registry.method(cfg.method.name)

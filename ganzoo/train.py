@@ -23,7 +23,7 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.config import Recipe
 from ganzoo.data.augment import build_augment
 from ganzoo.data.dataset import skipped_messages
-from ganzoo.distributed import World, barrier
+from ganzoo.distributed import World, average_metrics, barrier
 from ganzoo.ema import GeneratorEMA, generator_networks
 from ganzoo.errors import CheckpointError, RecipeError
 from ganzoo.loader import TrainLoader
@@ -110,6 +110,9 @@ class Trainer:
                                                   batch["B"].to(self.device, non_blocking=True))
                     self._set_up_once(real_a, real_b)
                     metrics = self._train_step(real_a, real_b)
+                # the global batch's mean on every rank: logs, the plateau schedule and the
+                # non-finite policy then agree across ranks
+                metrics = average_metrics(metrics, self.world, self.device)
                 nonfinite = self._check_finite(metrics)
                 p.step, p.epoch_pos = p.step + 1, p.epoch_pos + 1
                 if self.ema is not None:

@@ -514,6 +514,59 @@ def _(c):
     return (["run", "--resume", run], ["not a ganzoo training checkpoint (missing recipe, epoch"], [run])
 
 
+# -- hostile files and careless values (confinement, bounds)
+@case("run-name-escapes", "[run] name climbing out of runs/")
+def _(c):
+    text = tiny_toml(c.world.root, run={"name": "../../escaped"})
+    return (["run", c.recipe(text)], ["[run] name: name '../../escaped' must be a plain name"], [c.tmp])
+
+
+@case("absurd-width", "ngf = 6400: a typo that would need terabytes")
+def _(c):
+    return (["run", c.world.recipe, "--out", new_out(c), "--set", "generator.ngf=6400"],
+            ["training needs at least", "GiB free", "[generator] ngf"], [new_out(c)])
+
+
+@case("absurd-load-size", "load_size = 200000")
+def _(c):
+    return (["run", c.world.recipe, "--out", new_out(c), "--set", "augment.load_size=200000"],
+            ["[augment] load_size: load_size must be in [1, 16384]"], [new_out(c)])
+
+
+@case("nan-in-recipe", "lr = nan (TOML allows it)")
+def _(c):
+    return (["run", c.world.recipe, "--out", new_out(c), "--set", "optim.lr=nan"],
+            ["[optim].lr: nan is not a finite number"], [new_out(c)])
+
+
+@case("huge-recipe", "a 2 MB file passed as a recipe")
+def _(c):
+    path = c.tmp / "big.toml"
+    path.write_bytes(b"#" * (2 << 20))
+    return (["run", path, "--out", new_out(c)], ["big.toml: 2097152 bytes, not a recipe"], [new_out(c)])
+
+
+@case("export-hostile-network-name", "a crafted checkpoint whose network name climbs out of --output")
+def _(c):
+    run = c.run_copy()
+    latest = RunCheckpoints(run).latest()
+    tree = checkpoint.load(latest)
+    tree["networks"]["x/../../../escaped"] = tree["networks"].pop("G_A")
+    checkpoint.save(latest, tree)
+    return (["export", "--checkpoint", run, "--format", "reference", "--output", c.tmp / "out" / "deep"],
+            ["network name 'x/../../../escaped' is not a plain name", "nothing was written"], [c.tmp])
+
+
+@case("hostile-training-state", "a checkpoint whose step counter is negative")
+def _(c):
+    run = c.run_copy()
+    latest = RunCheckpoints(run).latest()
+    tree = checkpoint.load(latest)
+    tree["step"] = -5
+    checkpoint.save(latest, tree)
+    return (["run", "--resume", run], ["the training state does not fit this run", "step = -5"], [run])
+
+
 # -- other commands
 @case("translate-missing-input", "translate an input that does not exist")
 def _(c):
@@ -617,6 +670,13 @@ def test_bad_input_exits_2_with_one_clean_message(item: Case, world, tmp_path, m
         assert not ctx.marker.exists(), "the pickle ran code"
         pickle.loads(poisoned_pickle(ctx.marker))  # ... and it would have: the payload is live
         assert ctx.marker.exists()
+
+
+def test_a_hostile_latest_pointer_is_ignored(world, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(world.run, run)
+    (run / "checkpoints" / "latest").write_text("../../../../etc/passwd\n")
+    assert RunCheckpoints(run).latest() == RunCheckpoints(run).all()[-1]
 
 
 def test_the_catalogue_is_large_and_documented():
