@@ -80,7 +80,7 @@ class ExportReport:
         return max(c.max_abs_diff for c in self.checks)
 
     def summary(self) -> str:
-        """One line, e.g. ``onnx G_A.onnx (2.1 MB, opset 18): max |diff| 2.1e-06 at ...``."""
+        """One line: format, file, size, opset, the difference at each checked shape, tolerance, time."""
         opset = f", opset {self.opset}" if self.opset is not None else ""
         diffs = ", ".join(f"{c.max_abs_diff:.1e} at {c.shape}" for c in self.checks)
         return (f"{self.format} {self.path} ({self.nbytes / 1e6:.1f} MB{opset}): max |diff| vs eager "
@@ -182,7 +182,7 @@ def export_generator(
 
     Example:
         >>> export_generator(net, "onnx", out / "G_A.onnx", channels=3, multiple=4).summary()
-        'onnx out/G_A.onnx (45.5 MB, opset 18): max |diff| vs eager 2.1e-06 at (1, 3, 64, 64), ...'
+        'onnx out/G_A.onnx (45.6 MB, opset 20): max |diff| vs eager 2.1e-06 at (1, 3, 64, 64), ...'
     """
     t0 = time.perf_counter()
     _check_format(fmt)
@@ -197,7 +197,7 @@ def export_generator(
     require_extra(fmt)
     shapes = _check_shapes(check_sizes, channels, multiple)
 
-    was_training = net.training
+    modes = {m: m.training for m in net.modules()}
     cpu_net = net if _device(net).type == "cpu" else copy.deepcopy(net).cpu()
     cpu_net.eval()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + FORMATS[fmt], dir=path.parent)
@@ -212,7 +212,8 @@ def export_generator(
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        net.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     return ExportReport(fmt, path, checks, atol, opset_used, time.perf_counter() - t0, path.stat().st_size)
 
 

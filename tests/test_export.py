@@ -205,12 +205,14 @@ def test_bad_requests_are_refused_before_any_work(registry, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_safetensors_keeps_metadata(registry, tmp_path):
+def test_safetensors_keeps_metadata_and_every_module_keeps_its_mode(registry, tmp_path):
     from safetensors import safe_open
 
-    net = make_net(registry, "resnet_6blocks")
+    net = make_net(registry, "resnet_6blocks").train()
+    net.model[2].eval()  # a caller's frozen norm stays frozen
     report = export_generator(net, "safetensors", tmp_path / "G.safetensors", channels=3, multiple=4,
                               metadata={"generator": "resnet_6blocks", "ngf": "8"})
     with safe_open(str(report.path), "pt") as f:
         assert f.metadata()["generator"] == "resnet_6blocks"
     assert report.max_abs_diff == 0.0
+    assert net.training and not net.model[2].training and net.model[3].training
