@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ganzoo import CheckpointError
+from ganzoo import CheckpointError, ReferenceLayout
 
 _FILTER = re.compile(r"model\.(\d+)\.filt")
 _BLOCK = re.compile(r"model\.(\d+)\.conv_block\.")
@@ -27,6 +27,7 @@ _BLOCK = re.compile(r"model\.(\d+)\.conv_block\.")
 _BLOCK_LAYOUTS = {(1, 5): ("reflect", False), (1, 6): ("reflect", True),
                   (0, 3): ("zero", False), (0, 4): ("zero", True)}
 _NAMES = {6: "cut_resnet_6blocks", 9: "cut_resnet_9blocks"}
+_D_NAMES = {3: "cut_patchgan_70"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,16 +53,19 @@ def _expect(state: Mapping[str, Tensor], key: str, shape: tuple[int, ...], what:
         )
 
 
-def _norm(state: Mapping[str, Tensor], source: str) -> str:
-    bias, affine = "model.1.bias" in state, "model.2.weight" in state
-    if affine and not bias and "model.2.running_mean" in state:
+def _norm(state: Mapping[str, Tensor], source: str, conv: int = 1) -> str:
+    """The norm after conv ``model.<conv>``: instance convs are biased and the norm has no
+    parameters, batch norms have parameters and running statistics and the conv no bias."""
+    c, n = f"model.{conv}", f"model.{conv + 1}"
+    bias, affine = f"{c}.bias" in state, f"{n}.weight" in state
+    if affine and not bias and f"{n}.running_mean" in state:
         return "batch"
     if bias and not affine:
         return "instance"
     if not bias and not affine:
         return "none"
     raise CheckpointError(
-        f"{source}: model.1.bias is {'present' if bias else 'absent'} and model.2.weight "
+        f"{source}: {c}.bias is {'present' if bias else 'absent'} and {n}.weight "
         f"{'present' if affine else 'absent'}, a combination the reference's instance/batch/none norms never make."
     )
 
@@ -184,3 +188,56 @@ def guess_cut_sampler(state_dict: Mapping[str, Tensor]) -> tuple[list[int], int]
         nc = w[0]
         i += 1
     return (channels, nc) if channels else None
+
+
+def read_generator(state: Mapping[str, Tensor], source: str) -> ReferenceLayout | None:
+    """:func:`guess_cut_generator` as the core asks for it (``ganzoo_read_reference_state``):
+    the settings the weights show, and reflect padding as the default they cannot show."""
+    layout = _read(state, source)
+    if layout is None:
+        return None
+    settings = dict(layout.config)
+    defaults = {} if "padding_type" in settings else {"padding_type": "reflect"}
+    return ReferenceLayout("generator", layout.name, settings, defaults, layout.in_channels, layout.out_channels)
+
+
+def read_discriminator(state: Mapping[str, Tensor], source: str) -> ReferenceLayout | None:
+    """The reference's anti-aliased ``NLayerDiscriminator`` (a ``*_net_D.pth``), else ``None``.
+
+    A 4x4 conv at ``model.0`` and blur filters at ``model.2``, ``model.6``, ... (one per
+    down-sampling group, so their count is ``n_layers``); the norm is read from the conv at
+    ``model.3`` and the layer after it. Without filters (``--no_antialias``) it is the plain
+    PatchGAN, which the core's own rule reads.
+    """
+    first = _shape(state, "model.0.weight")
+    if first is None or len(first) != 4 or first[2:] != (4, 4):
+        return None
+    filters = sorted(int(m.group(1)) for k in state if (m := _FILTER.fullmatch(k)))
+    if not filters:
+        return None
+    ndf, cin, n_layers = first[0], first[1], len(filters)
+    expected = [2 + 4 * i for i in range(n_layers)]
+    if filters != expected:
+        raise CheckpointError(
+            f"{source}: blur filters at model.{filters}; the reference's anti-aliased PatchGAN with {n_layers} "
+            f"down-sampling groups has them at model.{expected}."
+        )
+    width = ndf * min(2**n_layers, 8)
+    last = 4 * n_layers + 2
+    final = _shape(state, f"model.{last}.weight")
+    if final != (1, width, 4, 4):
+        raise CheckpointError(
+            f"{source}: model.{last}.weight has shape {final}, expected the last 4x4 conv (1, {width}, 4, 4) of "
+            f"an anti-aliased PatchGAN with ndf {ndf} and {n_layers} down-sampling groups."
+        )
+    settings: dict[str, Any] = {"ndf": ndf, "norm": _norm(state, source, conv=3)}
+    name = _D_NAMES.get(n_layers, "cut_patchgan")
+    if name == "cut_patchgan":
+        settings["n_layers"] = n_layers
+    return ReferenceLayout("discriminator", name, settings, in_channels=cin)
+
+
+def read_sampler(state: Mapping[str, Tensor], source: str) -> ReferenceLayout | None:
+    """The reference's ``PatchSampleF`` with MLPs (a ``*_net_F.pth``) as an ``mlp`` sampler."""
+    found = guess_cut_sampler(state)
+    return None if found is None else ReferenceLayout("patch_sampler", "mlp", {"nc": found[1]})

@@ -10,22 +10,22 @@ checkpoints) or are passed in, so a step can be replayed with the reference's in
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from ganzoo import ComponentSpec
 from ganzoo.layers import InitType, check_init, init_weights
 
-SamplerMode = Literal["mlp_sample", "sample"]
-SAMPLER_MODES: tuple[str, ...] = typing.get_args(SamplerMode)
-
-
 def l2_normalize(x: Tensor) -> Tensor:
-    """``x / (||x||_2 + 1e-7)`` along dim 1, the reference's ``Normalize(2)``."""
-    return x / (x.pow(2).sum(1, keepdim=True).pow(0.5) + 1e-7)
+    """``x / (||x||_2 + 1e-7)`` along dim 1, the reference's ``Normalize(2)``.
+
+    The norm's gradient at a zero row is taken as 0 (``torch.linalg.vector_norm``), where the
+    reference's ``pow(2).sum().pow(0.5)`` gives NaN: a narrow MLP whose ReLUs are all off
+    for one patch would otherwise poison F's update.
+    """
+    return x / (torch.linalg.vector_norm(x, dim=1, keepdim=True) + 1e-7)
 
 
 class PatchSampler(nn.Module):
@@ -39,6 +39,7 @@ class PatchSampler(nn.Module):
     Args:
         channels: channel count of each feature map, to create the MLPs now; ``None``
             creates them at the first forward from the features it sees (as the reference).
+        num_patches: positions per map when :meth:`forward` is not told (``--num_patches``).
         use_mlp: ``True`` is the reference's ``mlp_sample``, ``False`` its ``sample``
             (no parameters).
         nc: width of the MLPs (the reference's ``netF_nc``).
@@ -64,6 +65,7 @@ class PatchSampler(nn.Module):
         self,
         channels: Sequence[int] | None = None,
         *,
+        num_patches: int = 256,
         use_mlp: bool = True,
         nc: int = 256,
         init_type: InitType = "xavier",
@@ -72,7 +74,10 @@ class PatchSampler(nn.Module):
         super().__init__()
         if nc < 1:
             raise ValueError(f"nc must be >= 1, got {nc}")
+        if num_patches < 1:
+            raise ValueError(f"num_patches must be >= 1, got {num_patches}")
         check_init(init_type, init_gain)
+        self.num_patches = num_patches
         self.use_mlp = use_mlp
         self.nc = nc
         self.init_type: InitType = init_type
@@ -140,7 +145,7 @@ class PatchSampler(nn.Module):
     def forward(
         self,
         feats: Sequence[Tensor],
-        num_patches: int = 256,
+        num_patches: int | None = None,
         patch_ids: Sequence[Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[list[Tensor], list[Tensor]]:
@@ -148,11 +153,13 @@ class PatchSampler(nn.Module):
 
         Args:
             feats: feature maps, e.g. :meth:`CUTResnetGenerator.encode` output.
-            num_patches: positions per map (all of them if the map has fewer).
+            num_patches: positions per map (all of them if the map has fewer); default:
+                the ``num_patches`` it was built with.
             patch_ids: ids to use instead of drawing (one 1-D integer tensor per map).
             generator: where new ids come from (``torch.randperm``); ``None`` uses torch's
                 global generator. Each map draws one permutation, in order.
         """
+        num_patches = self.num_patches if num_patches is None else num_patches
         self._check(feats, num_patches, patch_ids)
         if self.use_mlp and self.channels is None:
             self.create_mlps([f.shape[1] for f in feats], device=feats[0].device)
@@ -182,36 +189,57 @@ class PatchSampler(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class PatchSamplerConfig:
-    """Options of CUT's patch sampler F, at the reference's defaults.
+    """Options of the ``sample`` patch sampler (the reference's ``--netF sample``: no MLP).
 
     Args:
-        mode: ``mlp_sample`` (an MLP per layer, CUT's default) or ``sample`` (no MLP),
-            the reference's ``--netF``.
-        nc: width of the MLPs (``--netF_nc``).
         num_patches: positions sampled per layer and image (``--num_patches``).
+    """
+
+    num_patches: int = 256
+
+    def __post_init__(self) -> None:
+        if self.num_patches < 1:
+            raise ValueError(f"num_patches must be >= 1, got {self.num_patches}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPPatchSamplerConfig(PatchSamplerConfig):
+    """Options of the ``mlp`` patch sampler (``--netF mlp_sample``, CUT's F), at its defaults.
+
+    Args:
+        num_patches: positions sampled per layer and image (``--num_patches``).
+        nc: width of the MLPs (``--netF_nc``).
         init_type: weight initialisation of the MLPs (``--init_type``).
         init_gain: its standard deviation or gain (``--init_gain``).
     """
 
-    mode: SamplerMode = "mlp_sample"
     nc: int = 256
-    num_patches: int = 256
     init_type: InitType = "xavier"
     init_gain: float = 0.02
 
     def __post_init__(self) -> None:
-        if self.mode not in SAMPLER_MODES:
-            choices = ", ".join(repr(m) for m in SAMPLER_MODES)
-            raise ValueError(f"mode must be one of {choices}, got {self.mode!r}")
+        super().__post_init__()
         if self.nc < 1:
             raise ValueError(f"nc must be >= 1, got {self.nc}")
-        if self.num_patches < 1:
-            raise ValueError(f"num_patches must be >= 1, got {self.num_patches}")
         check_init(self.init_type, self.init_gain)
 
 
 def build_patch_sampler(cfg: PatchSamplerConfig, *, channels: Sequence[int] | None = None) -> PatchSampler:
-    """F for feature maps of ``channels`` (``None``: created at its first forward)."""
-    return PatchSampler(
-        channels, use_mlp=cfg.mode == "mlp_sample", nc=cfg.nc, init_type=cfg.init_type, init_gain=cfg.init_gain
-    )
+    """F for feature maps of ``channels`` (``None``: created at its first forward); with MLPs
+    for an :class:`MLPPatchSamplerConfig`, without for a plain :class:`PatchSamplerConfig`."""
+    if isinstance(cfg, MLPPatchSamplerConfig):
+        return PatchSampler(channels, num_patches=cfg.num_patches, nc=cfg.nc, init_type=cfg.init_type,
+                            init_gain=cfg.init_gain)
+    return PatchSampler(channels, num_patches=cfg.num_patches, use_mlp=False)
+
+
+PATCH_SAMPLER_KIND = "patch_sampler"
+
+SAMPLERS: list[ComponentSpec] = [
+    ComponentSpec("mlp", MLPPatchSamplerConfig, build_patch_sampler,
+                  "random patches, a 2-layer MLP per layer, L2-normalised (CUT's F, mlp_sample)",
+                  kind=PATCH_SAMPLER_KIND),
+    ComponentSpec("sample", PatchSamplerConfig, build_patch_sampler,
+                  "random patches, L2-normalised, no parameters (the reference's --netF sample)",
+                  kind=PATCH_SAMPLER_KIND),
+]

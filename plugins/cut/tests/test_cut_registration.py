@@ -1,25 +1,24 @@
-"""The plugin registers its networks through the public hooks; each builds, runs and backpropagates."""
+"""The plugin registers its methods, networks and patch samplers through the public hooks; the
+networks build, run and backpropagate."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import ganzoo_cut
-from ganzoo.plugins import get_plugin_manager
-from ganzoo.registry import Registry
-
-
-@pytest.fixture
-def registry():
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(ganzoo_cut, name="cut")
-    return Registry(pm)
-
 
 def test_names(registry):
     assert {"cut_resnet", "cut_resnet_6blocks", "cut_resnet_9blocks"} <= set(registry.names("generator"))
     assert {"cut_patchgan", "cut_patchgan_70"} <= set(registry.names("discriminator"))
-    assert registry.entry("generator", "cut_resnet_9blocks").plugin == "cut"
+    assert registry.entry("generator", "cut_resnet_9blocks").plugin == "ganzoo_cut"
+    assert registry.kinds["patch_sampler"].plural == "patch_samplers"
+    assert registry.names("patch_sampler") == ["mlp", "sample"]
+    assert {"cut", "fastcut"} <= set(registry.names("method"))
+    for name in ("cut", "fastcut"):
+        spec = registry.method(name)
+        assert dict(spec.sections) == {"generator": "generator", "discriminator": "discriminator",
+                                       "loss": "loss", "sampler": "patch_sampler"}
+        assert not spec.paired and spec.monitor == "G"
+        assert dict(spec.reference_files) == {n: f"{{epoch}}_net_{n}.pth" for n in ("G", "D", "F")}
 
 
 @pytest.mark.parametrize("name", ["cut_resnet", "cut_resnet_6blocks", "cut_resnet_9blocks"])

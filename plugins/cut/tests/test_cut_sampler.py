@@ -4,7 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganzoo_cut.sampler import PatchSampler, PatchSamplerConfig, build_patch_sampler, l2_normalize
+from ganzoo_cut.sampler import (
+    MLPPatchSamplerConfig,
+    PatchSampler,
+    PatchSamplerConfig,
+    build_patch_sampler,
+    l2_normalize,
+)
 
 CUT_CHANNELS = [3, 128, 256, 256, 256]  # nce_layers 0,4,8,12,16 of resnet_9blocks, ngf 64, RGB
 
@@ -44,7 +50,7 @@ def test_lazy_creation_equals_eager_creation():
     assert not lazy.ready and lazy.state_dict() == {}
     lazy(feats(), num_patches=4, generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    eager = build_patch_sampler(PatchSamplerConfig(nc=16), channels=[3, 8, 8])
+    eager = build_patch_sampler(MLPPatchSamplerConfig(nc=16), channels=[3, 8, 8])
     assert lazy.ready and lazy.channels == eager.channels == (3, 8, 8)
     for (k, a), (k2, b) in zip(lazy.state_dict().items(), eager.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
@@ -145,10 +151,16 @@ def test_errors(call, match):
         call(PatchSampler([3, 8, 8], nc=4))
 
 
-def test_config():
-    cfg = PatchSamplerConfig()
-    assert (cfg.mode, cfg.nc, cfg.num_patches, cfg.init_type, cfg.init_gain) == ("mlp_sample", 256, 256, "xavier", 0.02)
-    assert build_patch_sampler(PatchSamplerConfig(mode="sample"), channels=[3]).state_dict() == {}
-    for bad in ({"mode": "reshape"}, {"nc": 0}, {"num_patches": 0}, {"init_type": "uniform"}):
+def test_configs():
+    cfg = MLPPatchSamplerConfig()
+    assert (cfg.num_patches, cfg.nc, cfg.init_type, cfg.init_gain) == (256, 256, "xavier", 0.02)
+    f = build_patch_sampler(MLPPatchSamplerConfig(num_patches=7, nc=8), channels=[3])
+    assert f.use_mlp and f.nc == 8 and f.num_patches == 7
+    out, ids = f([torch.rand(2, 3, 5, 5)])
+    assert out[0].shape == (14, 8) and len(ids[0]) == 7  # the built num_patches is the default
+    plain = build_patch_sampler(PatchSamplerConfig(num_patches=3), channels=[3])
+    assert not plain.use_mlp and plain.state_dict() == {} and plain.num_patches == 3
+    for cls, bad in ((MLPPatchSamplerConfig, {"nc": 0}), (MLPPatchSamplerConfig, {"init_type": "uniform"}),
+                     (PatchSamplerConfig, {"num_patches": 0}), (MLPPatchSamplerConfig, {"num_patches": 0})):
         with pytest.raises(ValueError):
-            PatchSamplerConfig(**bad)
+            cls(**bad)
