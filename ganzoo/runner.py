@@ -20,6 +20,7 @@ from ganzoo.checkpoint import RunCheckpoints, atomic_write
 from ganzoo.dryrun import check_memory
 from ganzoo.config import apply_overrides, dump_toml, load_recipe, read_toml, recipe_to_dict
 from ganzoo.errors import CheckpointError, GanzooError
+from ganzoo.runlock import RunLock
 from ganzoo.state import TRAINING_KEYS
 from ganzoo.train import Trainer
 from ganzoo.update import Updater
@@ -35,8 +36,20 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     ``{epoch}_net_{NAME}.pth`` files, as its ``--continue_train`` (see :mod:`ganzoo.init_from`).
 
     Raises SystemExit(128 + signal) when SIGINT/SIGTERM stopped the run, after saving and
-    saying how to resume (or, after a second Ctrl-C, without saving).
+    saying how to resume (or, after a second Ctrl-C, without saving). The run directory is
+    locked (:mod:`ganzoo.runlock`) from before its first write until the run ends: a second
+    run on it fails at once, naming this process.
     """
+    lock = RunLock()
+    try:
+        return _run_training(pm, registry, lock, recipe=recipe, overrides=overrides, steps=steps, out=out,
+                             resume=resume, init_from=init_from, init_epoch=init_epoch)
+    finally:
+        lock.release()
+
+
+def _run_training(pm, registry, lock: RunLock, *, recipe: Path | None, overrides: list[str], steps: int | None,
+                  out: Path | None, resume: Path | None, init_from: Path | None, init_epoch: str | None) -> str:
     tree = latest = init = None
     check_init_options(init_from, init_epoch, resume)
     if resume is not None:
@@ -63,6 +76,10 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
             f"`ganzoo run --resume {run_dir}`, or start a new run with --out OTHER_DIR "
             "(nothing was overwritten)."
         )
+    if distributed.world_from_env().is_main:  # rank 0 alone writes the run directory, so it alone locks it
+        lock.acquire(run_dir, create=False)  # another live run writes there: stop now, before building
+        if resume is None:
+            _check_recipe_file(run_dir)
 
     world = distributed.world_from_env()
     device = distributed.init(world, resolve_device(cfg.run.device, source))
@@ -83,7 +100,7 @@ def run_training(pm, registry, *, recipe: Path | None, overrides: list[str], ste
     if tree is not None:
         trainer.load_state_tree(tree, source=str(latest))
     if world.is_main:
-        _prepare_run_dir(run_dir, cfg, {init_files.RECORD_FILE: init_files.record(init, cfg)} if init else {})
+        _prepare_run_dir(run_dir, cfg, {init_files.RECORD_FILE: init_files.record(init, cfg)} if init else {}, lock)
     distributed.barrier(world)
     if tree is not None:
         click.echo(f"resuming {run_dir} at step {trainer.step}", err=True)
@@ -176,12 +193,39 @@ def check_init_options(init_from: Path | None, init_epoch: str | None, resume: P
         raise GanzooError(f"--init-epoch {init_epoch}: it chooses the files of --init-from; give --init-from DIR too.")
 
 
-def _prepare_run_dir(run_dir: Path, cfg, extra: dict[str, bytes]) -> None:
-    """Create the run directory, write the resolved recipe (and ``extra`` files: name -> bytes);
-    an OSError is the user's to fix."""
+RECIPE_HEADER = "# written by ganzoo"  # the first line of a recipe.toml that ganzoo wrote into a run directory
+
+
+def _check_recipe_file(run_dir: Path) -> None:
+    """A new run writes its resolved recipe to RUN_DIR/recipe.toml: refuse to replace one ganzoo
+    did not write (the user's own recipe, kept in the folder they gave as --out)."""
+    path = run_dir / "recipe.toml"
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return
+    except OSError:
+        first = b""
+    if not first.startswith(RECIPE_HEADER.encode()):
+        raise GanzooError(
+            f"{path}: this recipe.toml was not written by ganzoo, and a run writes its resolved recipe to "
+            "RUN_DIR/recipe.toml. Nothing was written. Keep your recipe outside the run directory, or use "
+            "another --out."
+        )
+
+
+def _prepare_run_dir(run_dir: Path, cfg, extra: dict[str, bytes], lock: RunLock | None = None) -> None:
+    """Lock and create the run directory, write the resolved recipe (and ``extra`` files: name ->
+    bytes); an OSError is the user's to fix."""
+    from ganzoo import __version__
+
+    header = f"{RECIPE_HEADER} {__version__}: the resolved recipe of this run; ganzoo rewrites this file.\n"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "recipe.toml", dump_toml(recipe_to_dict(cfg)).encode())
+        if lock is not None:
+            lock.acquire(run_dir)
+        atomic_write(run_dir / "recipe.toml", (header + dump_toml(recipe_to_dict(cfg))).encode())
         for name, data in extra.items():
             atomic_write(run_dir / name, data)
     except OSError as exc:
