@@ -50,24 +50,26 @@ def _device_line(recipe: Recipe) -> str:
 
 
 def meta_method(recipe: Recipe, registry: Registry):
-    """The recipe's method built on the meta device (no memory), eager and fp32, in train mode."""
+    """The recipe's method built on the meta device (no memory), eager and fp32, in train mode,
+    set up with a meta batch (so networks made from the first batch exist); and that batch."""
     eager = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, compile=False))
     method = build_method(eager, registry, _META, Updater("fp32", _META, guard=False), place_networks=False)
     method.train()
-    return method
-
-
-def count_step(method, recipe: Recipe):
-    """FLOPs and peak tensor bytes of one training step on the meta device (the optimiser state
-    made by a first step included); raises what the method raises if it cannot run on meta."""
     size, _ = input_size(recipe.augment)
     batch = recipe.data.batch_size
     real_a = torch.rand(batch, recipe.data.channels_a, size, size, device=_META) * 2 - 1
     real_b = torch.rand(batch, recipe.data.channels_b, size, size, device=_META) * 2 - 1
     with MetaScalars():
-        method.setup(real_a, real_b)  # networks made from the first batch
-        method.train_step(real_a, real_b)  # creates the optimiser state
-    return count(lambda: method.train_step(real_a, real_b), method_tensors(method))
+        method.setup(real_a, real_b)
+    return method, (real_a, real_b)
+
+
+def count_step(method, batch):
+    """FLOPs and peak tensor bytes of one training step on the meta device (the optimiser state
+    made by a first step included); raises what the method raises if it cannot run on meta."""
+    with MetaScalars():
+        method.train_step(*batch)  # creates the optimiser state
+    return count(lambda: method.train_step(*batch), method_tensors(method))
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -96,7 +98,7 @@ def check_memory(recipe: Recipe, registry: Registry, device: torch.device) -> No
     if available is None:
         return
     try:
-        method = meta_method(recipe, registry)
+        method, _ = meta_method(recipe, registry)
         params = sum(p.numel() * p.element_size() for net in method.networks.values() for p in net.parameters())
         size, _ = input_size(recipe.augment)
         x = torch.zeros(recipe.data.batch_size, recipe.data.channels_a, size, size, device=_META)
@@ -141,7 +143,11 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
     """
     size, size_note = input_size(recipe.augment)
     batch, ca, cb = recipe.data.batch_size, recipe.data.channels_a, recipe.data.channels_b
-    method = meta_method(recipe, registry)  # compiling would trace on meta tensors: eager counts
+    try:  # compiling would trace on meta tensors: eager counts
+        method, meta_batch = meta_method(recipe, registry)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+        raise GanzooError(f"{recipe.source}: method \"{recipe.method.name}\" cannot be built on the meta device "
+                          f"for a dry run ({type(exc).__name__}: {exc}).") from None
 
     root = Path(recipe.data.root)
     lines = [
@@ -172,7 +178,7 @@ def dry_run_report(recipe: Recipe, registry: Registry) -> str:
         lines.append(f"inference {direction}: {flops / 1e9:,.1f} GFLOP per {size}x{size} image")
 
     try:
-        step = count_step(method, recipe)
+        step = count_step(method, meta_batch)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
         lines.append(
             f"training step: not counted, the method's train_step does not run on the meta device "

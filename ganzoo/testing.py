@@ -26,7 +26,7 @@ from ganzoo._typed import build_dataclass
 from ganzoo.build import build_method as _build_method
 from ganzoo.config import Recipe, load_recipe
 from ganzoo.method import FeatureGenerator, Method
-from ganzoo.plugins import get_plugin_manager
+from ganzoo.plugins import check_hooks, get_plugin_manager
 from ganzoo.registry import Registry
 
 CPU = torch.device("cpu")
@@ -34,13 +34,16 @@ CPU = torch.device("cpu")
 TINY = {"ngf": 4, "ndf": 4, "decoder_width": 8, "netF_nc": 8, "nc": 8}
 
 
-def registry(*plugins: Any, entrypoints: bool = False) -> Registry:
-    """A registry of the built-ins plus ``plugins`` (modules or objects with hookimpls), without
-    the installed plugins unless ``entrypoints``."""
+def registry(*plugins: Any, entrypoints: bool = False, **named: Any) -> Registry:
+    """A registry of the built-ins plus ``plugins`` (modules or objects with hookimpls; keyword
+    arguments register under the given plugin name), without the installed plugins unless
+    ``entrypoints``. Misspelt hook names fail here, as at startup (a PluginError)."""
     pm = get_plugin_manager(load_entrypoints=entrypoints)
-    for plugin in plugins:
+    entries = [(getattr(p, "__name__", type(p).__name__), p) for p in plugins] + list(named.items())
+    for name, plugin in entries:
         if pm.get_name(plugin) is None:
-            pm.register(plugin, name=getattr(plugin, "__name__", type(plugin).__name__))
+            pm.register(plugin, name=name)
+    check_hooks(pm)
     return Registry(pm)
 
 

@@ -117,8 +117,14 @@ class Trainer:
                 p.step, p.epoch_pos = p.step + 1, p.epoch_pos + 1
                 if self.ema is not None:
                     self.ema.update(p.step)
-                if not nonfinite:
-                    p.monitored.append(metrics.get(self.monitor, 0.0))
+                if not nonfinite and self.monitor in metrics:
+                    p.monitored.append(metrics[self.monitor])
+                elif self.recipe.optim.lr_policy == "plateau" and self.monitor not in metrics:
+                    raise RecipeError(
+                        f'{self.recipe.source} [optim] lr_policy = "plateau" follows "{self.monitor}", the metric method '
+                        f'"{self.recipe.method.name}" names as its monitor, but its steps return only '
+                        f"{', '.join(metrics)}. Choose another lr_policy (or fix the plugin's MethodSpec monitor)."
+                    )
                 self.ctx.schedule.after_step()
                 self._after_step(metrics, time.perf_counter() - t0, nonfinite)
                 if self._done():

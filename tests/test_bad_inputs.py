@@ -582,7 +582,7 @@ def _(c):
 
 @case("eval-without-ground-truth", "eval of an unpaired test split")
 def _(c):
-    return (["eval", c.world.run], ["no ground truth for split 'test'", "Evaluation needs paired test images"],
+    return (["eval", c.world.run, "--metrics", "psnr,ssim,l1"], ["no ground truth for split 'test'", "Evaluation needs paired test images"],
             [c.world.run])
 
 

@@ -84,7 +84,7 @@ def test_pix2pix_two_steps_on_aligned_pairs_with_eval(tmp_path):
     assert (out / "checkpoints" / "step_000000002.safetensors").exists()
     report = json.loads((out / "eval_test_AtoB.json").read_text())
     assert report["images"] == 3 and report["input"] is not None
-    result = _run("eval", out)
+    result = _run("eval", out, "--metrics", "psnr,ssim,l1")
     assert result.exit_code == 0 and "translated" in result.output and "untranslated input" in result.output
 
 
@@ -145,6 +145,6 @@ def test_metrics_on_known_inputs():
     half = _metrics(torch.zeros(1, 1, 16, 16), torch.full((1, 1, 16, 16), 0.5))
     assert half["psnr"].item() == pytest.approx(10 * np.log10(1 / 0.25), abs=1e-4)  # 6.02 dB
     assert half["l1"].item() == pytest.approx(0.5)
-    table = format_table({"split": "test", "direction": "AtoB", "images": 1,
+    table = format_table({"split": "test", "direction": "AtoB", "images": 1, "real_images": 1,
                           "translated": {"psnr": 20.0, "ssim": 0.9, "l1": 0.1}, "input": None})
     assert "translated" in table and "20.00" in table
