@@ -16,11 +16,13 @@ from ganzoo.commands.translate import translate_command
 from ganzoo.errors import GanzooError, RecipeError
 
 
-def _registry():
+def _registry(keep_going: bool = False):
+    """The plugin manager and the registry. A broken plugin is a PluginError naming it and the
+    fix, unless ``keep_going``: then the others load and ``pm.failures`` lists the broken ones."""
     from ganzoo.plugins import get_plugin_manager
     from ganzoo.registry import Registry
 
-    pm = get_plugin_manager()
+    pm = get_plugin_manager(keep_going=keep_going)
     return pm, Registry(pm)
 
 
@@ -189,19 +191,34 @@ def list_(kind: str) -> None:
 
 @cli.command()
 def plugins() -> None:
-    """List loaded plugins: name, distribution, version and what each registers."""
-    pm, registry = _registry()
+    """List plugins: name, distribution, version and what each registers, and the plugins that
+    failed, each with the cause and the fix (then the exit status is 2)."""
+    from ganzoo.errors import PluginError
+
+    pm, registry = _registry(keep_going=True)
     provided: dict[str, list[str]] = {}
     for kind in registry.kinds:
         for e in registry.list(kind):
             provided.setdefault(e.plugin, []).append(f"{kind} {e.spec.name}")
+    failed: dict[str, list] = {}
+    for failure in pm.failures:
+        failed.setdefault(failure.plugin, []).append(failure)
     for name, plugin in pm.list_name_plugin():
-        dist, version = pm.distribution(name)
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        click.echo(f"{name} ({dist} {version})")
+        click.echo(f"{name} ({pm.origin(name)})")
         click.echo(f"    hooks: {', '.join(hooks) or '(none)'}")
         if provided.get(name):
             click.echo(f"    registers: {', '.join(provided[name])}")
+        for failure in failed.pop(name, []):
+            click.echo(f"    FAILED ({failure.stage}): {failure.message}")
+    for name, failures in failed.items():  # not loaded at all
+        click.echo(f"{name} ({failures[0].origin}): not loaded")
+        for failure in failures:
+            click.echo(f"    FAILED ({failure.stage}): {failure.message}")
+    if pm.failures:
+        names = list(dict.fromkeys(f.plugin for f in pm.failures))
+        raise PluginError(f"{len(names)} plugin(s) failed: {', '.join(names)}. The others work; the cause "
+                          "and the fix of each failure are listed above.")
 
 
 @cli.group(cls=_Group)
@@ -235,8 +252,22 @@ for _command in (translate_command, export_command, eval_command):
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="ganzoo")
+    """Console-script entry point.
+
+    A SystemExit raised by code outside ganzoo and click (a plugin's network, method or build
+    calling ``sys.exit``) does not end ganzoo with the plugin's status, 0 after a failure
+    included: it is one ``error:`` line naming the plugin's module, and status 2.
+    """
+    from ganzoo.plugins import foreign_exit_message
+
+    try:
+        cli(prog_name="ganzoo")
+    except SystemExit as exc:
+        message = foreign_exit_message(exc)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

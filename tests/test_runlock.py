@@ -249,3 +249,29 @@ def test_without_flock_a_dead_holders_file_is_taken_over(tmp_path, monkeypatch):
     (run_dir / LOCK_FILE).write_text('{"pid": 1, "host": "elsewhere", "command": "ganzoo run x.toml"}\n')
     with pytest.raises(RunLockedError, match="pid 1 on host elsewhere, `ganzoo run x.toml`.*shared filesystem"):
         RunLock().acquire(run_dir)
+
+
+def test_under_torchrun_only_rank_0_takes_the_lock(tiny_recipe, tmp_path, monkeypatch, pm, registry):
+    from ganzoo import distributed, runner
+
+    class PastTheLock(Exception):
+        pass
+
+    def init(world, device):
+        raise PastTheLock(world.rank)
+
+    out = tmp_path / "run"
+    holder = RunLock()
+    holder.acquire(out)
+    monkeypatch.setattr(distributed, "init", init)  # no process group: stop where it would be joined
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    options = dict(recipe=tiny_recipe, overrides=[], steps=None, out=out, resume=None)
+    try:
+        monkeypatch.setenv("RANK", "1")
+        with pytest.raises(PastTheLock):
+            runner.run_training(pm, registry, **options)
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(RunLockedError):
+            runner.run_training(pm, registry, **options)
+    finally:
+        holder.release()
