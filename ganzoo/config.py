@@ -169,8 +169,12 @@ class EvalConfig:
     split: str = "val"  # the folders valA/valB (or val/ for aligned pairs) of [data] root
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     select: str = "fid"
+    # the end-of-run report on the test split (metrics that do not apply are left out with a note)
+    report: list[str] = dataclasses.field(default_factory=lambda: ["psnr", "ssim", "l1"])
 
     def __post_init__(self) -> None:
+        if any(m not in EVAL_METRICS for m in self.report):
+            raise ValueError(f"report must list some of {', '.join(EVAL_METRICS)}, got {list(self.report)}")
         if self.every < 0 or self.images < 2:
             raise ValueError(f"every must be >= 0 and images >= 2, got every={self.every}, images={self.images}")
         unknown = [m for m in self.metrics if m not in EVAL_METRICS]

@@ -250,10 +250,15 @@ def _report(cfg, method, registry, device, run_dir: Path, trainer: Trainer) -> N
     from ganzoo.evaluate import evaluate, format_table, save_result
     from ganzoo.inference import load_run
 
+    metrics = None if {"fid", "kid"} & set(cfg.eval.report) else tuple(cfg.eval.report)  # None: all that apply
     try:
-        result = evaluate(cfg, method, registry, device, split="test")
+        result = evaluate(cfg, method, registry, device, split="test", metrics=metrics)
     except GanzooError:
-        return  # no paired test split: nothing to measure against
+        return  # no test split, or none the metrics can use: nothing to measure against
+    if metrics is None:  # only the metrics the report names
+        for row in ("translated", "input"):
+            if result.get(row):
+                result[row] = {k: v for k, v in result[row].items() if k.split("_")[0] in cfg.eval.report}
     click.echo(f"last checkpoint (step {trainer.step}):")
     click.echo(format_table(result))
     save_result(result, run_dir)
@@ -262,4 +267,4 @@ def _report(cfg, method, registry, device, run_dir: Path, trainer: Trainer) -> N
         _, best_method, _ = load_run(run_dir, registry, device, which="best")
         click.echo(f"validation-selected checkpoint (step {best['step']}, {best['metric']} {best['value']:.4g} "
                    f"on [eval] split \"{cfg.eval.split}\"):")
-        click.echo(format_table(evaluate(cfg, best_method, registry, device, split="test")))
+        click.echo(format_table(evaluate(cfg, best_method, registry, device, split="test", metrics=metrics)))
