@@ -148,6 +148,14 @@ class Registry:
     def entry(self, kind: str, name: str) -> Entry | None:
         return self._entries.get(kind, {}).get(name)
 
+    def owner(self, kind: str, name: str) -> str:
+        """Who registered ``name``, for messages: ``plugin 'x' (ganzoo-x 1.0), ganzoo_register_generators``
+        ("" when nothing of that name is registered)."""
+        entry = self.entry(kind, name)
+        if entry is None:
+            return ""
+        return f"{self.pm.label(entry.plugin)}, {entry.hook}" if entry.hook else self.pm.label(entry.plugin)
+
     def get(self, kind: str, name: str) -> ComponentSpec:
         """Return the spec of ``name``; raise a KeyError whose message suggests the fix."""
         entry = self.entry(kind, name)

@@ -328,3 +328,11 @@ def test_other_hook_exceptions_keep_their_traceback_and_name_the_plugin():
     assert err.value.__notes__ == [f"(raised by plugin 'buggy' ({pm.origin('buggy')}), ganzoo_on_run_start)"]
     with pytest.raises(KeyboardInterrupt):
         pm.hook.ganzoo_on_run_end(trainer=None, status="failed")
+
+
+def test_the_registry_names_who_registered_a_component(registry):
+    from ganzoo import __version__
+
+    assert registry.owner("generator", "resnet_9blocks") == \
+        f"plugin 'cyclegan' (ganzoo {__version__}), ganzoo_register_generators"
+    assert registry.owner("generator", "nothing_of_that_name") == ""
