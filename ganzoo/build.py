@@ -80,7 +80,7 @@ def build_method(recipe: Recipe, registry: Registry, device: torch.device, updat
     if not isinstance(method, Method):
         raise RecipeError(
             f'{recipe.source} [method] name="{recipe.method.name}": the plugin built a '
-            f"{type(method).__name__}, not a ganzoo.Method."
+            f"{type(method).__name__}, not a ganzoo.Method ({registry.owner('method', recipe.method.name)})."
         )
     method.ctx = ctx
     return method

@@ -71,6 +71,13 @@ class _Group(click.Group):
             raise UserError(str(exc)) from None
         except click.UsageError as exc:
             raise _one_line(exc, ctx) from None
+        except SystemExit as exc:  # sys.exit in plugin code: never a silent status (main() covers the script)
+            from ganzoo.plugins import foreign_exit_message
+
+            message = foreign_exit_message(exc)
+            if message is None:
+                raise
+            raise UserError(message) from None
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:  # the group's own options, e.g. `ganzoo --bogus`

@@ -53,7 +53,9 @@ class MethodContext:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.sections: dict[str, str] = {}
         self.schedule = Schedule(recipe.optim, recipe.run)
-        self._built_from: dict[int, str] = {}
+        self._built_from: dict[int, tuple[str, dict[str, Any]]] = {}
+        self.build_args: dict[str, tuple[str, dict[str, Any]]] = {}  # network -> (section, build kwargs)
+        self._last_section: str | None = None
         self._pending: dict[str, dict[str, Any]] = {"networks": {}, "optimizers": {}, "schedulers": {}}
 
     # ---- facts of the run ---------------------------------------------------------------
@@ -95,7 +97,8 @@ class MethodContext:
                 raise
             raise RecipeError(f"{self.where(section)}: {exc}") from exc
         if isinstance(built, nn.Module):
-            self._built_from[id(built)] = section
+            self._built_from[id(built)] = (section, dict(kwargs))
+        self._last_section = section
         return built
 
     def features(self, section: str, net: nn.Module) -> nn.Module:
@@ -132,11 +135,15 @@ class MethodContext:
         ``section`` (default: the section ``net`` was built from) is used in messages about
         reference files. Returns the placed network.
         """
-        section = section or self._built_from.get(id(net))
+        origin = self._built_from.get(id(net))
+        section = section or (origin[0] if origin else None)
         if not isinstance(net, nn.Module):
+            section = section or self._last_section
+            comp = self.recipe.sections.get(section) if section else None
+            owner = f" ({self.registry.owner(comp.kind, comp.name)})" if comp else ""
             what = f"[{section}] " if section else ""
             raise RecipeError(f"{self.recipe.source} {what}network {name!r}: the plugin built a "
-                              f"{type(net).__name__}, not a torch.nn.Module.")
+                              f"{type(net).__name__}, not a torch.nn.Module{owner}.")
         if name in self.networks:
             raise ValueError(f"network {name!r} is registered twice")
         net = self.place(net)
@@ -144,6 +151,8 @@ class MethodContext:
         self.networks[name] = net
         if section:
             self.sections[name] = section
+        if origin:
+            self.build_args[name] = origin
         self.updater.watch(self.networks)
         state = self._pending["networks"].pop(name, None)
         if state is not None:
