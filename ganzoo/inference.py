@@ -106,6 +106,40 @@ def load_run(path: str | Path, registry: Registry, device: torch.device, *,
     return recipe, method, tree
 
 
+def load_generator(path: str | Path, registry: Registry, device: torch.device, direction: str, *,
+                   weights: str = "ema", which: str = "latest") -> tuple[nn.Module, int, Recipe]:
+    """The generator of one direction of a saved run, built and loaded alone (the method's
+    other networks are built on the meta device only, to learn which network that is).
+
+    Returns ``(generator in eval mode on device, its input channels, the run's recipe)``.
+    """
+    from ganzoo.build import build_method
+    from ganzoo.update import Updater
+
+    ckpt = find_checkpoint(path, which)
+    tree = checkpoint.load(ckpt)
+    recipe = load_recipe(tree["recipe"], registry, source=f"{ckpt} (stored recipe)")
+    meta = torch.device("meta")
+    shape = build_method(recipe, registry, meta, Updater("fp32", meta, guard=False), place_networks=False)
+    try:
+        wanted = shape.generator(direction)
+    except ValueError as exc:
+        raise GanzooError(f"--direction {direction}: {exc}") from None
+    name = next(n for n, net in shape.networks.items() if net is wanted)
+    if name not in shape.ctx.build_args:
+        raise GanzooError(f"{ckpt}: method \"{recipe.method.name}\" built its {direction} network {name!r} outside "
+                          "its context, so it cannot be loaded alone.")
+    section, kwargs = shape.ctx.build_args[name]
+    net = shape.ctx.__class__(recipe, registry, torch.device("cpu")).build(section, **kwargs)
+    ema = tree.get("ema") if weights == "ema" and isinstance(tree.get("ema"), dict) else {}
+    state = ema[name]["weights"] if name in ema else tree["networks"].get(name)
+    if state is None:
+        raise CheckpointError(f"{ckpt}: no weights for network '{name}' (found: {', '.join(tree['networks'])}).")
+    load_state_dict_checked(net, state, f"{ckpt} network '{name}'")
+    channels = int(kwargs.get("in_channels", recipe.data.channels_a if direction == "AtoB" else recipe.data.channels_b))
+    return net.to(device).eval(), channels, recipe
+
+
 def size_multiple(net: nn.Module) -> int:
     """The factor input sizes must be a multiple of (``size_multiple`` attribute, default 4)."""
     return int(getattr(net, "size_multiple", 4))
