@@ -72,19 +72,6 @@ def count_step(method, batch):
     return count(lambda: method.train_step(*batch), method_tensors(method))
 
 
-def available_bytes(device: torch.device) -> int | None:
-    """Memory free for tensors on ``device``: CUDA's free memory, or the host's MemAvailable."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def check_memory(recipe: Recipe, registry: Registry, device: torch.device) -> None:
     """Refuse a recipe whose training cannot fit in the device's free memory (a typo such as
     ``ngf = 6400`` or ``batch_size = 4000``), before anything is allocated or written.
@@ -94,7 +81,9 @@ def check_memory(recipe: Recipe, registry: Registry, device: torch.device) -> No
     A -> B generator at the recipe's batch and input size, all counted on the meta device.
     ``ganzoo run --dry-run`` counts a whole training step.
     """
-    available = available_bytes(device)
+    from ganzoo.tiling import available_memory
+
+    available = available_memory(device)
     if available is None:
         return
     try:
