@@ -136,6 +136,13 @@ def test_images_smaller_than_a_tile_are_translated_whole(registry):
     assert (y - whole(net, x, 4)).abs().max() < 1e-6
 
 
+def test_bf16_autocast_stays_close_to_fp32(registry):
+    net, x = resnet(registry), scene(160, 200)
+    fp32 = translate_tiled(net, x, tile=96, overlap=32)
+    bf16 = translate_tiled(net, x, tile=96, overlap=32, dtype=torch.bfloat16)
+    assert bf16.dtype == torch.float32 and (bf16 - fp32).abs().mean() < 0.02
+
+
 def test_progress_reports_every_tile():
     seen = []
     translate_tiled(ConvOnly().eval(), scene(100, 140), tile=48, overlap=8, batch=2, progress=lambda d, t: seen.append((d, t)))
