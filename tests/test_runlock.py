@@ -194,22 +194,44 @@ def test_a_lock_of_a_killed_process_is_taken_over_even_if_its_forked_child_lives
             os.kill(int(child), signal.SIGKILL)
 
 
+FORKED_CHILD_CHECK = """
+import multiprocessing, os, sys, time
+from pathlib import Path
+from ganzoo import runlock
+from ganzoo.runlock import RunLock
+
+run_dir = Path(sys.argv[1])
+lock = RunLock()
+lock.acquire(run_dir)
+child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+child.start()
+try:
+    os.close(lock._fd)  # the parent's descriptor closes (as at a kill -9) without an unlock
+    runlock._HELD.discard(lock._fd)
+    lock._fd = None
+    other = RunLock()
+    deadline = time.monotonic() + 10  # the child closes its copy right after the fork, but asynchronously
+    while True:
+        try:
+            assert other.acquire(run_dir)
+            break
+        except runlock.RunLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    other.release()
+finally:
+    child.kill()
+    child.join()
+print("ok")
+"""
+
+
 def test_forked_children_do_not_keep_the_lock(tmp_path):
-    run_dir = tmp_path / "run"
-    lock = RunLock()
-    lock.acquire(run_dir)
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
-    child.start()
-    try:
-        os.close(lock._fd)  # the parent's descriptor closes (as at a kill -9) without an unlock
-        runlock._HELD.discard(lock._fd)
-        lock._fd = None
-        other = RunLock()
-        assert other.acquire(run_dir)
-        other.release()
-    finally:
-        child.kill()
-        child.join()
+    # in a fresh interpreter: processes the test session forked earlier must not be in the picture
+    result = subprocess.run([sys.executable, "-c", FORKED_CHILD_CHECK, str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
 
 
 def test_a_filesystem_without_locks_gets_a_warning(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,7 @@ def _registry():
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="A run directory (its latest checkpoint), a ganzoo checkpoint file, or (except for "
                    "--format reference) a reference .pth generator file.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="reference", show_default=True,
               help="onnx, torchscript, exported-program (.pt2), safetensors (weights): each generator, checked "
                    "against the eager network at two sizes; reference: latest_net_<NAME>.pth of every network.")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path))
