@@ -15,6 +15,7 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.ema import GeneratorEMA
 from ganzoo.reference_checkpoints import read_reference_state_dict
+from cliinvoke import invoke
 from imagefiles import write_images
 from recipefiles import tiny_toml
 
@@ -33,12 +34,6 @@ def test_the_average_follows_the_formula_after_the_start_step():
     restored = GeneratorEMA({"G": copy.deepcopy(net)}, decay=0.9, start_step=2)
     restored.load_state_dict(ema.state_dict())
     torch.testing.assert_close(restored.averaged("G").weight, ema.averaged("G").weight, rtol=0, atol=0)
-
-
-def invoke(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -6,27 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from ganzoo.cli import cli
-from imagefiles import write_images
-from recipefiles import tiny_toml
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
+from cliinvoke import invoke, trained_run
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("export")
-    write_images(base / "ds" / "trainA", 2, seed=1)
-    write_images(base / "ds" / "trainB", 2, seed=2)
-    (base / "r.toml").write_text(tiny_toml(base / "ds", run={"name": "tiny", "max_steps": 1}))
-    invoke("run", base / "r.toml", "--out", base / "run")
-    return base / "run"
+    return trained_run(tmp_path_factory.mktemp("export_cli"), name="tiny")
 
 
 def test_onnx_of_every_direction_is_checked(run, tmp_path):

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from ganzoo import checkpoint, testing
 from ganzoo.checkpoint import RunCheckpoints
-from ganzoo.cli import cli
 from ganzoo.config import dump_toml
+from cliinvoke import invoke
 from imagefiles import write_images
 
 import contract_plugin
@@ -52,12 +51,6 @@ def data(tmp_path_factory) -> Path:
     write_images(root / "trainA", 3, seed=1)
     write_images(root / "trainB", 3, seed=2)
     return root
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def test_the_family_and_its_kind_are_listed():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import multiprocessing
 import os
 import signal
 import subprocess

@@ -13,24 +13,13 @@ from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.cli import cli
 from ganzoo.data.images import read_image, write_image
 from ganzoo.inference import load_generator
+from cliinvoke import invoke, trained_run
 from imagefiles import write_images
-from recipefiles import tiny_toml
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("translate")
-    write_images(base / "ds" / "trainA", 2, seed=1)
-    write_images(base / "ds" / "trainB", 2, seed=2)
-    (base / "r.toml").write_text(tiny_toml(base / "ds", run={"max_steps": 1}))
-    invoke("run", base / "r.toml", "--out", base / "run")
-    return base / "run"
+    return trained_run(tmp_path_factory.mktemp("translate"), name="run")
 
 
 def test_output_inside_input_is_refused(run, tmp_path):

@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from ganzoo import checkpoint
 from ganzoo.checkpoint import RunCheckpoints
-from ganzoo.cli import cli
+from cliinvoke import invoke
 from imagefiles import write_images
 from recipefiles import tiny_toml
 
@@ -25,12 +24,6 @@ def root(tmp_path_factory) -> Path:
         write_images(base / f"{split}A", 3, seed=seed)
         write_images(base / f"{split}B", 3, seed=seed + 1)
     return base
-
-
-def invoke(*args, code: int = 0):
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == code, result.output
-    return result
 
 
 def recipe(root: Path, path: Path, **eval_keys) -> Path:
