@@ -187,9 +187,11 @@ class MethodContext:
         """The context to run forward passes and losses in (the run's precision)."""
         return self.updater.autocast()
 
-    def backward(self, loss: torch.Tensor, name: str) -> None:
-        """Back-propagate a loss of optimiser ``name``; several may accumulate before :meth:`step`."""
-        self.updater.backward(loss, name)
+    def backward(self, loss: torch.Tensor, name: str, *more: str) -> None:
+        """Back-propagate a loss of optimiser ``name`` (and of ``more`` optimisers when the same
+        loss trains several, e.g. ``ctx.backward(loss, "G", "F")``); several may accumulate
+        before :meth:`step`."""
+        self.updater.backward(loss, name, *more)
 
     def step(self, name: str) -> None:
         """Apply optimiser ``name``'s update (gradient averaging, guard, fp16 scaling)."""

@@ -107,6 +107,10 @@ class Updater:
             )
         self.mode, self.device, self.dtype, self.world, self.guarded = mode, device, _DTYPES[mode], world, guard
         self.scalers: dict[str, torch.amp.GradScaler] = {}
+        # fp16: optimisers whose gradients come from one loss share a scaler (one scale per loss)
+        self._group: dict[str, str] = {}  # optimiser -> its scaler's name
+        self._members: dict[str, set[str]] = {}  # scaler -> optimisers; update() once all have stepped
+        self._stepped: dict[str, set[str]] = {}
         self.dropped: list[DroppedUpdate] = []
         self._owner: dict[int, str] = {}
         self._losses: dict[str, list[torch.Tensor]] = {}
@@ -130,13 +134,23 @@ class Updater:
         return self.scalers[name]
 
     # ---- the update -----------------------------------------------------------------------
-    def backward(self, loss: torch.Tensor, name: str) -> None:
-        """``loss.backward()`` for optimiser ``name`` (scaled for fp16). Several calls may
-        accumulate before :meth:`step`; call it outside the autocast context."""
+    def backward(self, loss: torch.Tensor, name: str, *more: str) -> None:
+        """``loss.backward()`` for optimiser ``name`` and any ``more`` optimisers the same loss
+        trains (CUT's G and F): with fp16 they then share one GradScaler, so each is unscaled by
+        the scale its gradients were made with. Several calls may accumulate before :meth:`step`;
+        call it outside the autocast context."""
+        names = (name, *more)
         if self.guarded:
-            self._losses.setdefault(name, []).append(loss.detach().float())
+            for n in names:
+                self._losses.setdefault(n, []).append(loss.detach().float())
         if self.mode == "fp16-mixed":
-            loss = self.scaler(name).scale(loss)
+            key = self._group.setdefault(name, name)
+            for n in more:
+                if self._group.setdefault(n, key) != key:
+                    raise ValueError(f"optimiser {n!r} is trained by losses scaled for {self._group[n]!r} and {key!r}; "
+                                     "give every shared loss the same first optimiser")
+            self._members.setdefault(key, set()).update(names)
+            loss = self.scaler(key).scale(loss)
         loss.backward()
 
     def step(self, optimizer: torch.optim.Optimizer, name: str) -> None:
@@ -148,9 +162,14 @@ class Updater:
         if self.mode != "fp16-mixed":
             optimizer.step()
             return
-        scaler = self.scaler(name)
+        key = self._group.get(name, name)
+        scaler = self.scaler(key)
         scaler.step(optimizer)
-        scaler.update()
+        stepped = self._stepped.setdefault(key, set())
+        stepped.add(name)
+        if stepped >= self._members.get(key, {name}):  # the scale changes once per loss, after all its steps
+            scaler.update()
+            stepped.clear()
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, name: str) -> None:
         """:meth:`backward` then :meth:`step`: the whole update of one optimiser from one loss."""

@@ -220,3 +220,19 @@ def test_backward_in_parts_then_one_step_equals_one_backward_step(mode):
     parts.step(opt_parts, "G")
     torch.testing.assert_close(twin.weight, net.weight, rtol=1e-3, atol=1e-4)
     assert set(parts.scalers) == ({"G"} if mode == "fp16-mixed" else set())
+
+
+def test_fp16_one_loss_of_two_optimisers_shares_one_scale():
+    """CUT's G and F learn from one loss: each must be unscaled by the scale that loss was made with."""
+    up = Updater("fp16-mixed", CPU)
+    g, f = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt_g, opt_f = _sgd(g), _sgd(f)
+    for _ in range(3):
+        loss = f(g(torch.ones(1, 2))).square().mean()
+        up.backward(loss, "G", "F")
+        up.step(opt_g, "G")
+        up.step(opt_f, "F")
+    assert set(up.scalers) == {"G"}  # one scaler for the shared loss
+    assert up.scaler("G")._growth_tracker.item() == 3  # updated once per loss, not once per optimiser
+    with pytest.raises(ValueError, match="scaled for"):
+        up.backward(f(torch.ones(1, 2)).sum(), "D", "F")
