@@ -202,9 +202,10 @@ class CUT(Method):
                 else:
                     terms.append(losses["NCE"])
             loss = sum(terms[1:], terms[0])
-        ctx.backward(loss, "G")
+        trains_f = "F" in self.optimizers
+        ctx.backward(loss, "G", *(["F"] if trains_f else []))  # one loss trains G and F: one fp16 scale
         ctx.step("G")
-        if "F" in self.optimizers:
+        if trains_f:
             ctx.step("F")
         set_requires_grad([D], True)
 
