@@ -32,7 +32,13 @@ class UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file=None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+        click.echo(f"error: {printable(self.format_message())}", err=True, file=file)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (but newlines and tabs) escaped: a file name holding
+    ESC sequences must not rewrite the user's terminal."""
+    return "".join(c if c in "\n\t" or (c.isprintable() and c not in "\x7f") else repr(c)[1:-1] for c in text)
 
 
 class _UsageError(click.UsageError):

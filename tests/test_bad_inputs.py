@@ -567,6 +567,26 @@ def _(c):
     return (["run", "--resume", run], ["the training state does not fit this run", "step = -5"], [run])
 
 
+@case("control-characters-in-a-file-name", "a corrupt image whose name holds a terminal escape sequence")
+def _(c):
+    root = c.data(bad={"bad\x1b[31m.png": b"not an image"})
+    text = tiny_toml(root, run={"max_steps": 2}, data={"serial_batches": True})
+    return (["run", c.recipe(text), "--out", new_out(c)], ["bad\\x1b[31m.png"], [c.world.root])
+
+
+@case("eval-unknown-split", "ganzoo eval --split on a split that does not exist")
+def _(c):
+    return (["eval", "--checkpoint", c.world.run, "--split", "tset"],
+            ["Invalid value for '--split': 'tset' is not one of 'test', 'val', 'train'"], [c.world.run])
+
+
+@case("translate-output-under-a-file", "translate into a folder below a regular file")
+def _(c):
+    (c.tmp / "afile").write_text("x")
+    return (["translate", "--checkpoint", c.world.run, "--input", c.world.root / "testA", "--output",
+             c.tmp / "afile" / "sub"], ["cannot write the translations (Not a directory); 0 image(s)"], [c.tmp / "afile"])
+
+
 # -- other commands
 @case("translate-missing-input", "translate an input that does not exist")
 def _(c):

@@ -53,7 +53,7 @@ def _translates(method, direction: str) -> bool:
 @click.option("--fake", "fake_dir", type=click.Path(path_type=Path),
               help="Score a folder of images (e.g. another tool's outputs) against --real, with the same yardstick.")
 @click.option("--real", "real_dir", type=click.Path(path_type=Path), help="The real images --fake is scored against.")
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("--direction", type=click.Choice(["AtoB", "BtoA", "both"]), default="AtoB", show_default=True,
               help="both: each way the method translates.")
 @click.option("--metrics", "metrics_opt", metavar="fid,kid,psnr,ssim,l1",
