@@ -52,9 +52,31 @@ def pix2pix_raw(size: int, batch: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def cut_raw(method: str, size: int, batch: int) -> dict[str, dict[str, Any]]:
+    """The paper's CUT or FastCUT (recipes/cut_horse2zebra.toml, fastcut_horse2zebra.toml) at
+    ``size`` px: anti-aliased ResNet-9 and 70x70 PatchGAN, LSGAN, F an MLP sampler of width 256
+    on 256 patches of layers 0,4,8,12,16; CUT with identity NCE and lambda_nce 1, FastCUT
+    without, lambda_nce 10 and flip equivariance. Needs the cut plugin in the registry."""
+    fast = method == "fastcut"
+    return {
+        "run": {"seed": 0},
+        "data": {"root": "unused", "pairing": "unaligned", "batch_size": batch},
+        "augment": {"preprocess": "resize_and_crop", "load_size": _load_size(size), "crop_size": size},
+        "method": {"name": method, "lambda_gan": 1.0, "lambda_nce": 10.0 if fast else 1.0, "nce_idt": not fast,
+                   "nce_layers": [0, 4, 8, 12, 16], "flip_equivariance": fast},
+        "generator": {"name": "cut_resnet_9blocks", "ngf": 64, "norm": "instance"},
+        "discriminator": {"name": "cut_patchgan_70", "ndf": 64, "norm": "instance"},
+        "sampler": {"name": "mlp", "nc": 256, "num_patches": 256},
+        "loss": {"name": "lsgan"},
+    }
+
+
 def make_recipe(registry: Registry, method: str, size: int, batch: int, *, precision: str = "fp32",
                 channels_last: bool = False, compile: bool = False) -> Recipe:
-    raw = cyclegan_raw(size, batch) if method == "cyclegan" else pix2pix_raw(size, batch)
+    if method in ("cut", "fastcut"):
+        raw = cut_raw(method, size, batch)
+    else:
+        raw = cyclegan_raw(size, batch) if method == "cyclegan" else pix2pix_raw(size, batch)
     raw["run"].update(precision=precision, channels_last=channels_last, compile=compile)
     return load_recipe(raw, registry, source=f"<benchmark {method} {size}px b{batch}>")
 
@@ -85,7 +107,8 @@ def step_flops(recipe: Recipe, registry: Registry) -> int:
     Precision, memory format and compilation do not change the count, so it is cached per
     method, networks, batch and size.
     """
-    key = (recipe.method, recipe.generator, recipe.discriminator, recipe.data.batch_size, recipe.augment.crop_size)
+    key = (recipe.method, recipe.generator, recipe.discriminator, getattr(recipe, "sampler", None),
+           recipe.data.batch_size, recipe.augment.crop_size)
     if key not in _FLOPS:
         _FLOPS[key] = _count_step(recipe, registry)
     return _FLOPS[key]
@@ -97,6 +120,7 @@ def _count_step(recipe: Recipe, registry: Registry) -> int:
     method = build_method(plain, registry, meta, Updater("fp32", meta, guard=False), place_networks=False)
     method.train()
     a, b = step_inputs(recipe, meta)
+    method.setup(a, b)  # networks made from the first batch (CUT's F); a no-op for the others
     return count(lambda: method.train_step(a, b), memory=False).flops
 
 
