@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from _bench import OtherLoad, photo, record
 from ganzoo._typed import build_dataclass
 from ganzoo.tiling import MEMORY_FACTOR, estimate_memory, translate_tiled
 
@@ -43,22 +43,6 @@ def _generator(registry, ngf: int = 64) -> torch.nn.Module:
     torch.manual_seed(0)
     spec = registry.get("generator", "resnet_9blocks")
     return spec.build(build_dataclass(spec.config_cls, {"ngf": ngf}), in_channels=3, out_channels=3).eval()
-
-
-def photo(size: int, seed: int = 0) -> torch.Tensor:
-    """A (1, 3, size, size) image in [-1, 1]: smooth colour fields and discs drawn at 512 px and
-    scaled up, plus fine noise; made in place so that building it needs little extra memory."""
-    g = torch.Generator().manual_seed(seed)
-    n = 512
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, n), torch.linspace(0, 1, n), indexing="ij")
-    small = torch.stack([torch.sin(6 * xx + 3 * yy), torch.cos(5 * yy - 2 * xx), xx * yy * 2 - 1])
-    for _ in range(24):
-        cy, cx, r = torch.rand(3, generator=g).tolist()
-        small[:, (yy - cy) ** 2 + (xx - cx) ** 2 < (0.02 + 0.1 * r) ** 2] = torch.rand(3, 1, generator=g) * 2 - 1
-    image = F.interpolate(small[None], size=(size, size), mode="bilinear", align_corners=False)
-    for c in range(3):
-        image[0, c].add_(torch.randn(size, size, generator=g).mul_(0.05))
-    return image.clamp_(-1, 1)
 
 
 # ---- the 4096 x 4096 case, in a fresh process ----------------------------------------------------
@@ -97,7 +81,6 @@ def _probe(size: int, tile: int, overlap: int) -> None:
 def test_tiled_4096(benchmark, registry, device, size, tile, overlap):
     if device.type != "cpu":
         pytest.skip("the fresh-process RSS figure is a CPU figure")
-    from _bench import OtherLoad, record
 
     benchmark.group = f"tiled translation {size}px"
     result = {}
@@ -117,8 +100,6 @@ def test_tiled_4096(benchmark, registry, device, size, tile, overlap):
 
 # ---- seam check ---------------------------------------------------------------------------------
 def test_seam_check(benchmark, registry, device):
-    from _bench import OtherLoad, record
-
     net = _generator(registry).to(device)
     image = photo(1024, seed=1)
     benchmark.group = "tiled translation seam check 1024px"

@@ -47,20 +47,35 @@ def check_compile(recipe: Recipe, device: torch.device) -> None:
     torch.compile's CPU backend compiles C++ at the first step; without a compiler it would
     fail only then. (On CUDA it generates Triton kernels and needs no C++ compiler.)
     """
-    if not recipe.run.compile or device.type != "cpu":
-        return
-    wanted = [os.environ["CXX"]] if os.environ.get("CXX") else list(_CXX)
-    if not any(shutil.which(c) for c in wanted):
+    missing = missing_cxx(device) if recipe.run.compile else None
+    if missing:
         raise RecipeError(
             f"{recipe.source} [run] compile = true: torch.compile needs a C++ compiler on CPU and none "
-            f"was found ({', '.join(wanted)}). Install one (e.g. apt install g++) or train without "
+            f"was found ({missing}). Install one (e.g. apt install g++) or train without "
             "compiling: --set run.compile=false."
         )
+
+
+def missing_cxx(device: torch.device) -> str | None:
+    """The C++ compilers looked for (``$CXX``, else g++, c++, clang++) when torch.compile on
+    ``device`` needs one and none is on PATH; None when compiling can work."""
+    if device.type != "cpu":
+        return None
+    wanted = [os.environ["CXX"]] if os.environ.get("CXX") else list(_CXX)
+    return None if any(shutil.which(c) for c in wanted) else ", ".join(wanted)
 
 
 def compile_failure(exc: BaseException) -> bool:
     """Whether ``exc`` comes from torch.compile's tracing or code generation."""
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+
+
+def root_cause(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost exception of a chain (dynamo wraps the real one)."""
+    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None and inner is not exc:
+        exc = inner
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 def build_method(recipe: Recipe, registry: Registry, device: torch.device, updater: Updater | None = None,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -155,40 +154,37 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (h, w)
 
 
+# On a CPU a forward over more pixels than this runs slower per image: the activations leave the
+# caches (benchmarks/test_bench_translate.py; 256 px: 1 image per forward 1.2x (fp32) and 1.3x
+# (bf16) faster per image than 8). GPUs want the whole batch.
+CPU_PIXELS_PER_FORWARD = 1 << 16
+
+
+def forward_in_parts(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)``; on a CPU, for a network in eval mode (samples independent), in parts of at
+    most :data:`CPU_PIXELS_PER_FORWARD` pixels (at least one image each)."""
+    if x.device.type != "cpu" or net.training:
+        return net(x)
+    step = max(1, CPU_PIXELS_PER_FORWARD // (x.shape[-2] * x.shape[-1]))
+    if step >= len(x):
+        return net(x)
+    return torch.cat([net(part) for part in x.split(step)])
+
+
 @torch.no_grad()
 def translate_batch(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Translate a batch in [-1, 1] of any size, padding to what the network needs."""
     padded, (h, w) = pad_to_multiple(x, size_multiple(net))
-    return net(padded)[..., :h, :w]
+    return forward_in_parts(net, padded)[..., :h, :w]
 
 
-def translate_files(
-    net: nn.Module, files: Iterable[Path], out_dir: Path, *, channels_in: int, device: torch.device,
-    batch_size: int = 8, preserve_depth: bool = True,
-) -> list[Path]:
-    """Translate image files into PNGs in ``out_dir`` at each input's own size.
+def compile_generator(net: nn.Module, device: torch.device) -> nn.Module:
+    """``net`` compiled for inference (torch.compile, inductor with frozen weights); compiled at
+    its first call for each input size. Raises GanzooError when no C++ compiler is on a CPU host."""
+    from ganzoo.build import missing_cxx
 
-    Images of the same size are batched together. 16-bit inputs give 16-bit outputs when
-    ``preserve_depth``.
-    """
-    from ganzoo.data.images import read_image, write_image
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    groups: dict[tuple[int, int], list[tuple[Path, torch.Tensor, int]]] = {}
-    for f in files:
-        img, bits = read_image(f, channels_in)
-        groups.setdefault(tuple(img.shape[-2:]), []).append((f, img, bits))
-    written = []
-    for items in groups.values():
-        for i in range(0, len(items), batch_size):
-            chunk = items[i : i + batch_size]
-            x = torch.stack([img for _, img, _ in chunk]).to(device) * 2 - 1
-            y = (translate_batch(net, x).float().cpu() + 1) / 2
-            for (f, _, bits), out in zip(chunk, y):
-                target = out_dir / f"{f.stem}.png"
-                write_image(target, out.clamp(0, 1), bits=bits if preserve_depth else 8)
-                written.append(target)
-    if not written:
-        raise GanzooError(f"{out_dir}: nothing was translated (no input images).")
-    return written
+    missing = missing_cxx(device)
+    if missing:
+        raise GanzooError(f"--compile: torch.compile needs a C++ compiler on CPU and none was found ({missing}). "
+                          "Install one (e.g. apt install g++) or translate without --compile.")
+    return torch.compile(net.eval(), options={"freezing": True})

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganzoo.errors import GanzooError
+from ganzoo.inference import forward_in_parts
 
 # The process grows by more than the tensors that estimate_memory follows: oneDNN's im2col
 # buffers, weight reorders and allocator slack. Measured on CPU, fp32, 1 and 2 threads: RSS
@@ -111,7 +112,7 @@ def translate_tiled(
             group = xs[i : i + batch]
             tiles = torch.cat([_crop(image, y0, x0, th, tw, pad_mode) for x0 in group])
             with torch.inference_mode(), autocast, shared:
-                result = net(tiles.to(device)).float().cpu()
+                result = forward_in_parts(net, tiles.to(device)).float().cpu()
             if strip is None:
                 strip = torch.zeros(result.shape[1], th, wp)
                 if carry is not None:

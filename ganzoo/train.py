@@ -18,7 +18,7 @@ import torch
 
 from ganzoo import state
 from ganzoo._signals import StopSignals
-from ganzoo.build import compile_failure
+from ganzoo.build import compile_failure, root_cause
 from ganzoo.checkpoint import RunCheckpoints
 from ganzoo.config import Recipe
 from ganzoo.data.augment import build_augment
@@ -163,7 +163,7 @@ class Trainer:
                 raise
             raise RecipeError(
                 f"{self.recipe.source} [run] compile = true: torch.compile failed at step {self.step + 1} "
-                f"({_root_cause(exc)}). Train without compiling: --set run.compile=false."
+                f"({root_cause(exc)}). Train without compiling: --set run.compile=false."
             ) from exc
 
     def _after_step(self, metrics: dict[str, float], seconds: float, nonfinite: str) -> None:
@@ -287,11 +287,3 @@ class Trainer:
         self._saved_step = self.step
         self.pm.hook.ganzoo_on_checkpoint_saved(trainer=self, step=self.step, path=path)
         return path
-
-
-def _root_cause(exc: BaseException) -> str:
-    """``Type: first line`` of the innermost exception of a chain (dynamo wraps the real one)."""
-    while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None and inner is not exc:
-        exc = inner
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
