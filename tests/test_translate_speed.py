@@ -114,3 +114,25 @@ def test_compiled_translation_matches_eager(run, tmp_path):
     for name in ("img000.png", "img001.png"):
         eager, compiled = (read_image(tmp_path / d / name, 3)[0] for d in ("eager", "compiled"))
         assert (eager - compiled).abs().max() <= 1 / 255 + 1e-6  # fused kernels round differently
+
+
+def test_whole_images_on_a_cpu_hold_large_blocks_and_tiles_do_not(run, tmp_path, monkeypatch):
+    from ganzoo import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "hold_large_blocks", lambda: calls.append(1) or True)
+    write_images(tmp_path / "in", 1, size=32)
+    invoke("translate", "--checkpoint", run, "--input", tmp_path / "in", "--output", tmp_path / "whole")
+    assert calls == [1]
+    invoke("translate", "--checkpoint", run, "--input", tmp_path / "in", "--output", tmp_path / "tiled",
+           "--tile", "32", "--overlap", "8")
+    assert calls == [1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_hold_large_blocks_applies_on_glibc():
+    import platform
+
+    from ganzoo import heap
+
+    assert heap.hold_large_blocks() is (platform.libc_ver()[0] == "glibc")

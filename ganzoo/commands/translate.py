@@ -53,6 +53,7 @@ def translate_command(checkpoint: Path, input_: Path, output: Path, direction: s
     """
     from tqdm import tqdm
 
+    from ganzoo import heap
     from ganzoo.build import compile_failure, resolve_device, root_cause
     from ganzoo.data.images import list_images
     from ganzoo.inference import load_generator
@@ -77,6 +78,8 @@ def translate_command(checkpoint: Path, input_: Path, output: Path, direction: s
     else:
         raise GanzooError(f"{input_}: no such image or folder.")
     pairs = plan_outputs(files, input_, output)
+    if dev.type == "cpu" and not tile:  # tiles keep memory low; whole images gain speed (ganzoo.heap)
+        heap.hold_large_blocks()
     t0, bar = time.perf_counter(), tqdm(total=len(pairs), unit="img", disable=not sys.stderr.isatty())
     written = 0
 

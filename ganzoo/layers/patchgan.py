@@ -183,6 +183,9 @@ def ganzoo_read_reference_state(state, kind: str, source: str):
         first = state.get(f"{prefix}.0.weight")
         if first is None or first.dim() != 4 or tuple(first.shape[-2:]) != (kernel, kernel):
             continue
+        plain = re.compile(rf"{prefix}\.\d+\.(weight|bias|running_mean|running_var|num_batches_tracked)")
+        if not all(plain.fullmatch(k) for k in state):
+            return None  # other layers too (e.g. an anti-aliased PatchGAN's blur filters): another plugin's layout
         convs = sorted(int(m.group(1)) for k, v in state.items()
                        if (m := re.fullmatch(rf"{prefix}\.(\d+)\.weight", k)) and v.dim() == 4)
         if len(convs) < 3:

@@ -85,6 +85,14 @@ def test_translate_a_reference_generator_file(reference_dir, tmp_path):
         assert diff <= 0.5 / 255 + 1e-6  # 8-bit rounding only
 
 
+def test_translate_names_a_discriminator_file_by_its_own_layout(reference_dir, tmp_path):
+    write_images(tmp_path / "in", 1, seed=5, size=36)
+    result = CliRunner().invoke(cli, ["translate", "--checkpoint", str(reference_dir / "latest_net_D.pth"),
+                                      "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "It looks like a cut_patchgan_70 discriminator (a *_net_D*.pth file)" in result.output
+
+
 def test_init_from_reference_files(reference_dir, unaligned_root, tmp_path):
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(tiny_toml(unaligned_root, sampler={"nc": NC}))
