@@ -155,8 +155,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 
 # On a CPU a forward over more pixels than this runs slower per image: the activations leave the
-# caches (benchmarks/test_bench_translate.py; 256 px: 1 image per forward 1.2x (fp32) and 1.3x
-# (bf16) faster per image than 8). GPUs want the whole batch.
+# caches (benchmarks/test_bench_translate.py, 256 px: one image per forward is 1.4x (fp32) and
+# 1.08x (bf16) faster than eight). GPUs want the whole batch.
 CPU_PIXELS_PER_FORWARD = 1 << 16
 
 

@@ -35,7 +35,7 @@ def _registry():
 @click.option("--device", default="auto", show_default=True)
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the generator with frozen weights: faster per image after compiling for "
-                   "10-30 s per image size (pays off on folders of many images; not with --tile).")
+                   "about 10 s per image size on a CPU (pays off on folders of many images; not with --tile).")
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, path_type=Path),
               help="For a reference .pth file: a TOML with a [generator] section for what the weights "
                    "cannot show (e.g. padding_type).")
