@@ -160,12 +160,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 CPU_PIXELS_PER_FORWARD = 1 << 16
 
 
+def images_per_forward(height: int, width: int, batch: int, device: torch.device | str) -> int:
+    """How many of ``batch`` images of this size :func:`forward_in_parts` runs at once."""
+    if torch.device(device).type != "cpu":
+        return batch
+    return min(batch, max(1, CPU_PIXELS_PER_FORWARD // (height * width)))
+
+
 def forward_in_parts(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``net(x)``; on a CPU, for a network in eval mode (samples independent), in parts of at
     most :data:`CPU_PIXELS_PER_FORWARD` pixels (at least one image each)."""
-    if x.device.type != "cpu" or net.training:
-        return net(x)
-    step = max(1, CPU_PIXELS_PER_FORWARD // (x.shape[-2] * x.shape[-1]))
+    step = len(x) if net.training else images_per_forward(x.shape[-2], x.shape[-1], len(x), x.device)
     if step >= len(x):
         return net(x)
     return torch.cat([net(part) for part in x.split(step)])

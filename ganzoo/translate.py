@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ganzoo.errors import GanzooError
-from ganzoo.inference import compile_generator, translate_batch
+from ganzoo.inference import compile_generator, images_per_forward, translate_batch
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 WHOLE_CHECK_PIXELS = 1 << 20  # images (times batch) above this are checked against free memory first
@@ -70,7 +70,7 @@ def translate_images(net: nn.Module, pairs: list[tuple[Path, Path]], *, channels
     every image is translated in overlapping tiles of that side (:mod:`ganzoo.tiling`), so the
     memory depends on the tile, not the image. Without it, an image that would not fit in free
     memory is refused with a suggested tile before it is translated. ``progress(n)`` is called
-    as images are written. ``compile`` runs a torch.compile'd copy of ``net`` (whole images only:
+    as images are written. ``compile`` runs ``net`` compiled by torch.compile (whole images only:
     tiles hook the network's instance norms, which a compiled graph would not see).
     """
     from ganzoo.data.images import read_image
@@ -101,9 +101,10 @@ def translate_images(net: nn.Module, pairs: list[tuple[Path, Path]], *, channels
                         out = translate_tiled(net, images[0][None] * 2 - 1, tile=tile, overlap=overlap,
                                               batch=batch_size, device=device, dtype=dtype)
                 else:
-                    if h * w * len(chunk) > WHOLE_CHECK_PIXELS and (h, w, len(chunk)) not in checked:
-                        check_fits(net, channels, h, w, device=device, batch=len(chunk), where=str(chunk[0][0]))
-                        checked.add((h, w, len(chunk)))
+                    at_once = images_per_forward(h, w, len(chunk), device)
+                    if h * w * at_once > WHOLE_CHECK_PIXELS and (h, w, at_once) not in checked:
+                        check_fits(net, channels, h, w, device=device, batch=at_once, where=str(chunk[0][0]))
+                        checked.add((h, w, at_once))
                     x = torch.stack(images).to(device) * 2 - 1
                     with autocast:
                         out = translate_batch(forward, x)

@@ -136,3 +136,23 @@ def test_hold_large_blocks_applies_on_glibc():
     from ganzoo import heap
 
     assert heap.hold_large_blocks() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_the_memory_check_counts_the_images_run_at_once(run, tmp_path, monkeypatch):
+    from ganzoo import cli, tiling
+    from ganzoo.inference import load_generator
+
+    net, _, _ = load_generator(run, cli._registry()[1], torch.device("cpu"), "AtoB")
+    one, four = (tiling.estimate_memory(net, 3, 64, 64, batch=b) * tiling.MEMORY_FACTOR for b in (1, 4))
+    assert four > 1.5 * one
+    monkeypatch.setattr("ganzoo.translate.WHOLE_CHECK_PIXELS", 0)
+    monkeypatch.setattr("ganzoo.tiling.available_memory", lambda device: int((one + four) / 2))
+    write_images(tmp_path / "in", 4, size=64)
+    monkeypatch.setattr(inference, "CPU_PIXELS_PER_FORWARD", 64 * 64)  # one image per forward: it fits
+    result = invoke("translate", "--checkpoint", run, "--input", tmp_path / "in", "--output", tmp_path / "parts",
+                    "--batch-size", "4")
+    assert "wrote 4 image(s)" in result.output
+    monkeypatch.setattr(inference, "CPU_PIXELS_PER_FORWARD", 4 * 64 * 64)  # all four at once: it does not
+    result = invoke("translate", "--checkpoint", run, "--input", tmp_path / "in", "--output", tmp_path / "whole",
+                    "--batch-size", "4", code=2)
+    assert "Translate it in tiles: --tile" in result.output
