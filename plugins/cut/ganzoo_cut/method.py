@@ -112,6 +112,8 @@ class CUT(Method):
             except ValueError as exc:
                 raise ValueError(f"nce_layers {list(cfg.nce_layers)} do not fit [generator]: {exc}") from None
         self.G = ctx.network("G", G)
+        # batch norm makes G(A) depend on the rest of the batch; instance norm does not
+        self._per_sample = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in G.modules())
         self.D = ctx.network("D", ctx.build("discriminator", in_channels=cb))
         ctx.optimizer("G", [self.G])
         ctx.optimizer("D", [self.D])
@@ -164,13 +166,17 @@ class CUT(Method):
         self.flipped = flipped
         losses: dict[str, Tensor] = {}
 
-        real = torch.cat((real_a, real_b)) if cfg.nce_idt else real_a
-        if flipped:
-            real = torch.flip(real, [3])
+        mirror = (lambda t: torch.flip(t, [3])) if flipped else (lambda t: t)
+        # The reference translates A and B (for identity NCE) in one batch and back-propagates
+        # everything at once. With per-sample norms G(B) is the same apart, so it runs after A's
+        # backward and only one branch's activations are alive at a time (same gradients).
+        split = bool(cfg.nce_idt and cfg.lambda_nce > 0 and self._per_sample)
         with ctx.autocast():
-            fake = G(real)
-        fake_b = fake[:n]
-        idt_b = fake[n:] if cfg.nce_idt else None
+            if cfg.nce_idt and not split:
+                fake = G(mirror(torch.cat((real_a, real_b))))
+                fake_b, idt_b = fake[:n], fake[n:]
+            else:
+                fake_b, idt_b = G(mirror(real_a)), None
 
         # D on this step's fake (no image pool in CUT) and on real B.
         set_requires_grad([D], True)
@@ -196,23 +202,29 @@ class CUT(Method):
             if cfg.lambda_nce > 0:
                 ids = patch_ids or [None, None]
                 losses["NCE"] = self._nce(real_a, fake_b, flipped, ids[0])
-                if cfg.nce_idt:
+                if cfg.nce_idt and not split:
                     losses["NCE_Y"] = self._nce(real_b, idt_b, flipped, ids[1])
                     terms.append(0.5 * (losses["NCE"] + losses["NCE_Y"]))
                 else:
-                    terms.append(losses["NCE"])
+                    terms.append(0.5 * losses["NCE"] if split else losses["NCE"])
             loss = sum(terms[1:], terms[0])
         trains_f = "F" in self.optimizers
         ctx.backward(loss, "G", *(["F"] if trains_f else []))  # one loss trains G and F: one fp16 scale
+        if split:
+            with ctx.autocast():
+                idt_b = G(mirror(real_b))
+                losses["NCE_Y"] = self._nce(real_b, idt_b, flipped, ids[1])
+                identity = 0.5 * losses["NCE_Y"]
+            ctx.backward(identity, "G", *(["F"] if trains_f else []))
+            loss = loss.detach() + identity.detach()
         ctx.step("G")
         if trains_f:
             ctx.step("F")
         set_requires_grad([D], True)
 
-        unflip = (lambda t: torch.flip(t, [3])) if flipped else (lambda t: t)
-        self._visuals = {"real_A": real_a, "fake_B": unflip(fake_b.detach()), "real_B": real_b}
+        self._visuals = {"real_A": real_a, "fake_B": mirror(fake_b.detach()), "real_B": real_b}
         if idt_b is not None:
-            self._visuals["idt_B"] = unflip(idt_b.detach())
+            self._visuals["idt_B"] = mirror(idt_b.detach())
         losses["G"] = loss.detach()
         values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one device sync
         return dict(zip(losses, values))

@@ -255,3 +255,20 @@ def test_cut_translates_a_to_b_only(registry):
     assert m.generator("AtoB") is m.networks["G"]
     with pytest.raises(ValueError, match="A -> B only"):
         m.generator("BtoA")
+
+
+@pytest.mark.parametrize("norm, batches", [("instance", [2, 2]), ("batch", [4])])
+def test_the_identity_branch_runs_apart_only_with_per_sample_norms(registry, norm, batches):
+    """With instance norm G(B) runs after A's backward, so one branch's activations are alive at
+    a time (the step above shows the same result); batch norm couples a batch's images, so A and
+    B stay in one forward as in the reference."""
+    m = testing.build_method(tiny(method={"name": "cut"}, sampler={"nc": 32}, generator={"norm": norm}), registry)
+    gen = torch.Generator().manual_seed(0)
+    real_a, real_b = (torch.rand(2, 3, 32, 32, generator=gen) * 2 - 1 for _ in range(2))
+    m.setup(real_a, real_b)
+    sizes = []
+    m.G.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    metrics = m.train_step(real_a, real_b)
+    assert sizes == batches
+    assert metrics["G"] == pytest.approx(metrics["G_GAN"] + 0.5 * (metrics["NCE"] + metrics["NCE_Y"]), rel=1e-5)
+    assert m.visuals()["idt_B"].shape == real_b.shape
