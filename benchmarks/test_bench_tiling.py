@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _bench import OtherLoad, photo, record
+from _images import photo
 from ganzoo._typed import build_dataclass
 from ganzoo.tiling import MEMORY_FACTOR, estimate_memory, translate_tiled
 
@@ -81,6 +81,7 @@ def _probe(size: int, tile: int, overlap: int) -> None:
 def test_tiled_4096(benchmark, registry, device, size, tile, overlap):
     if device.type != "cpu":
         pytest.skip("the fresh-process RSS figure is a CPU figure")
+    from _bench import OtherLoad, record
 
     benchmark.group = f"tiled translation {size}px"
     result = {}
@@ -100,6 +101,8 @@ def test_tiled_4096(benchmark, registry, device, size, tile, overlap):
 
 # ---- seam check ---------------------------------------------------------------------------------
 def test_seam_check(benchmark, registry, device):
+    from _bench import OtherLoad, record
+
     net = _generator(registry).to(device)
     image = photo(1024, seed=1)
     benchmark.group = "tiled translation seam check 1024px"

@@ -23,7 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from _bench import OtherLoad, build, make_recipe, photo, record
+from _bench import OtherLoad, build, make_recipe, record
+from _images import photo
 from ganzoo.flops import forward_flops
 from ganzoo import heap, inference
 from ganzoo.inference import compile_generator
