@@ -102,10 +102,13 @@ def build_method(recipe: Recipe, registry: Registry, device: torch.device, updat
 
 
 def build_dataset(recipe: Recipe, registry: Registry, split: str):
-    """The recipe's paired dataset for ``split``; method and pairing must agree on pairing."""
+    """The recipe's paired dataset for ``split``; method and pairing must agree on pairing.
+    With ``[eval] holdout`` the train split leaves out the held-out images."""
     spec = registry.get("pairing", recipe.pairing.name)
     dataset = spec.build(recipe.pairing.config, split=split, data=recipe.data, augment=recipe.augment,
                          seed=recipe.run.seed)
+    if split == "train" and recipe.eval.holdout:
+        dataset = hold_out(dataset, recipe)[0]
     if registry.method(recipe.method.name).paired and not dataset.aligned:
         raise RecipeError(
             f'{recipe.source} [data] pairing="{recipe.pairing.name}": method "{recipe.method.name}" '
@@ -113,3 +116,17 @@ def build_dataset(recipe: Recipe, registry: Registry, split: str):
             "(A|B side by side) or \"named\" (A/x.png <-> B/x.png)."
         )
     return dataset
+
+
+def hold_out(dataset, recipe: Recipe):
+    """``dataset.hold_out`` with the recipe's ``[eval] holdout`` and seed: ``(rest, held out)``,
+    the same split for the training loader and the validator."""
+    n = recipe.eval.holdout
+    where = f"{recipe.source} [eval] holdout = {n}"
+    try:
+        return dataset.hold_out(n, recipe.run.seed)
+    except NotImplementedError:
+        raise RecipeError(f'{where}: pairing "{recipe.pairing.name}" cannot hold images out of its train split. '
+                          "Put validation images in a val split (e.g. valA/ and valB/) and set holdout = 0.") from None
+    except ValueError as exc:
+        raise RecipeError(f"{where}: {exc}. Hold out fewer images or add training images.") from None

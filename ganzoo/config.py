@@ -167,14 +167,24 @@ class EvalConfig:
     metrics: list[str] = dataclasses.field(default_factory=lambda: ["fid", "kid"])
     images: int = 50  # at most this many validation inputs per evaluation
     split: str = "val"  # the folders valA/valB (or val/ for aligned pairs) of [data] root
+    # > 0: instead of `split`, hold out this many train images (unpaired: this many A and B each),
+    # chosen by [run] seed and never trained on, for data without a val split
+    holdout: int = 0
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     select: str = "fid"
     # the end-of-run report on the test split (metrics that do not apply are left out with a note)
     report: list[str] = dataclasses.field(default_factory=lambda: ["psnr", "ssim", "l1"])
 
+    @property
+    def validation_split(self) -> str:
+        """The name the scores are logged under: ``holdout`` or the split's."""
+        return "holdout" if self.holdout else self.split
+
     def __post_init__(self) -> None:
         if any(m not in EVAL_METRICS for m in self.report):
             raise ValueError(f"report must list some of {', '.join(EVAL_METRICS)}, got {list(self.report)}")
+        if self.holdout < 0 or self.holdout == 1:
+            raise ValueError(f"holdout must be 0 (use the split's folders) or at least 2 images, got {self.holdout}")
         if self.every < 0 or self.images < 2:
             raise ValueError(f"every must be >= 0 and images >= 2, got every={self.every}, images={self.images}")
         unknown = [m for m in self.metrics if m not in EVAL_METRICS]

@@ -225,8 +225,8 @@ class Trainer:
         generator = self.ema.averaged(name) if self.ema is not None and name in self.ema.models \
             else self.method.generator(cfg.direction)
         scores = self.validator(generator, self.ctx.autocast)
-        self.log.record({"step": self.step, "eval": scores, "split": cfg.split})
-        self.log.scalars(scores, self.step, prefix=f"eval_{cfg.split}/")
+        self.log.record({"step": self.step, "eval": scores, "split": cfg.validation_split})
+        self.log.scalars(scores, self.step, prefix=f"eval_{cfg.validation_split}/")
         best = self.progress.best
         if cfg.select and self.validator.better(scores[cfg.select], best.get("value")):
             self.progress.best = {"metric": cfg.select, "value": scores[cfg.select], "step": self.step}

@@ -32,19 +32,27 @@ class Validator:
     """
 
     def __init__(self, recipe: Recipe, registry: Registry, device: torch.device) -> None:
+        from ganzoo.build import hold_out
+
         self.cfg, self.device = recipe.eval, device
-        where = f"{recipe.source} [eval] split = \"{self.cfg.split}\""
+        held = self.cfg.holdout > 0
+        where = (f"{recipe.source} [eval] holdout = {self.cfg.holdout}" if held
+                 else f"{recipe.source} [eval] split = \"{self.cfg.split}\"")
         augment = dataclasses.replace(recipe.augment, load_size=recipe.augment.crop_size, flip=False)
         spec = registry.get("pairing", recipe.pairing.name)
         try:
-            dataset = spec.build(recipe.pairing.config, split=self.cfg.split, data=recipe.data, augment=augment,
-                                 seed=recipe.run.seed)
+            dataset = spec.build(recipe.pairing.config, split="train" if held else self.cfg.split, data=recipe.data,
+                                 augment=augment, seed=recipe.run.seed)
         except (DataError, ValueError) as exc:
+            if held:
+                raise RecipeError(f"{where}: {str(exc).splitlines()[0]}") from None
             raise RecipeError(
                 f"{where}: {str(exc).splitlines()[0]} Put validation images in {recipe.data.root} as the "
                 f"pairing reads them for split \"{self.cfg.split}\" (e.g. valA/ and valB/), never the test images, "
-                "or set [eval] every = 0."
+                "or hold out train images with [eval] holdout = N, or set [eval] every = 0."
             ) from None
+        if held:
+            dataset = hold_out(dataset, recipe)[1]
         src, dst = ("A", "B") if self.cfg.direction == "AtoB" else ("B", "A")
         items = [dataset[i] for i in range(min(self.cfg.images, len(dataset)))]
         if len(items) < 2:

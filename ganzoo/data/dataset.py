@@ -123,6 +123,15 @@ class PairDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         raise NotImplementedError
 
+    def hold_out(self, n: int, seed: int) -> tuple[PairDataset, PairDataset]:
+        """``(the rest, n held out)``: the same dataset split by its files, the held-out ones
+        chosen by ``seed``, for validation on images never trained on (``[eval] holdout``).
+
+        Pairings that can split implement it (the built-in ones do); the default raises
+        NotImplementedError. Raises ValueError when fewer than ``n + 1`` files are there.
+        """
+        raise NotImplementedError
+
     def load(self, path: Path, channels: int) -> Tensor:
         """Read ``path`` with ``channels`` channels and apply :func:`resize_for`."""
         img, _ = open_image(path)
@@ -137,6 +146,15 @@ class PairDataset(Dataset):
             f"{type(self).__name__}(len={len(self)}, aligned={self.aligned}, channels=({self.channels_a}, "
             f"{self.channels_b}), preprocess={self.augment.preprocess!r})"
         )
+
+
+def seeded_split(items: list[Any], n: int, seed: int, what: str) -> tuple[list[Any], list[Any]]:
+    """``(rest, held)``: ``n`` of ``items`` chosen by ``seed``, both in their original order.
+    Raises ValueError naming ``what`` unless at least one item is left."""
+    if n >= len(items):
+        raise ValueError(f"holding out {n} leaves none of the {len(items)} {what} to train on")
+    chosen = set(np.random.default_rng([seed % 2**63, 0x401D]).permutation(len(items))[:n].tolist())
+    return ([x for i, x in enumerate(items) if i not in chosen], [x for i, x in enumerate(items) if i in chosen])
 
 
 def random_index(seed: int, epoch: int, index: int, n: int) -> int:

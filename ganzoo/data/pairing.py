@@ -6,13 +6,14 @@ sorted, then cut to ``data.max_dataset_size`` when it is above 0, as the referen
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
 from ganzoo.components import ComponentSpec
 from ganzoo.config import AugmentConfig, DataConfig
-from ganzoo.data.dataset import PairDataset, crop_box, image_size, random_index, resize_for
+from ganzoo.data.dataset import PairDataset, crop_box, image_size, random_index, resize_for, seeded_split
 from ganzoo.data.download import download_hint
 from ganzoo.data.images import IMAGE_EXTENSIONS, convert_channels, list_images, open_image, to_tensor
 from ganzoo.errors import DataError
@@ -79,6 +80,15 @@ class UnalignedDataset(PairDataset):
             return index % len(self.b_paths)
         return random_index(self.seed, self.epoch, index, len(self.b_paths))
 
+    def hold_out(self, n: int, seed: int) -> tuple[UnalignedDataset, UnalignedDataset]:
+        """``n`` A images and ``n`` B images held out; the held-out set pairs them serially."""
+        a_rest, a_held = seeded_split(self.a_paths, n, seed, "A images")
+        b_rest, b_held = seeded_split(self.b_paths, n, seed + 1, "B images")
+        rest, held = copy.copy(self), copy.copy(self)
+        rest.a_paths, rest.b_paths = a_rest, b_rest
+        held.a_paths, held.b_paths, held.serial = a_held, b_held, True
+        return rest, held
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         a_path = self.a_paths[index % len(self.a_paths)]
         b_path = self.b_paths[self.b_index(index)]
@@ -96,6 +106,11 @@ class AlignedDataset(PairDataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def hold_out(self, n: int, seed: int) -> tuple[AlignedDataset, AlignedDataset]:
+        rest, held = copy.copy(self), copy.copy(self)
+        rest.paths, held.paths = seeded_split(self.paths, n, seed, "A|B images")
+        return rest, held
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
@@ -123,6 +138,11 @@ class NamedDataset(PairDataset):
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    def hold_out(self, n: int, seed: int) -> tuple[NamedDataset, NamedDataset]:
+        rest, held = copy.copy(self), copy.copy(self)
+        rest.pairs, held.pairs = seeded_split(self.pairs, n, seed, "pairs")
+        return rest, held
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         a_path, b_path = self.pairs[index]
