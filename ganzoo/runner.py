@@ -266,5 +266,5 @@ def _report(cfg, method, registry, device, run_dir: Path, trainer: Trainer) -> N
     if best and best["step"] != trainer.step:
         _, best_method, _ = load_run(run_dir, registry, device, which="best")
         click.echo(f"validation-selected checkpoint (step {best['step']}, {best['metric']} {best['value']:.4g} "
-                   f"on [eval] split \"{cfg.eval.validation_split}\"):")
+                   f"on the validation split \"{cfg.eval.validation_split}\"):")
         click.echo(format_table(evaluate(cfg, best_method, registry, device, split="test", metrics=metrics)))
