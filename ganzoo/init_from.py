@@ -139,21 +139,43 @@ def apply(files: InitFiles, method, recipe: Recipe) -> None:
             :func:`ganzoo.reference_checkpoints.read_reference_state_dict`; nothing in it runs), or does not
             fit its network: the message names the keys and shapes and the recipe key to set.
     """
+    lazy: dict[str, Any] | None = None
     for name, path in files.paths.items():
         raw = read_reference_state_dict(path)
         net = method.networks.get(name)
-        if net is None:  # built lazily from the first batch: loaded (strictly) when it is created
+        if net is None:  # built from the first batch: checked now against a meta build, loaded when created
+            lazy = _lazy_networks(method, recipe) if lazy is None else lazy
+            if name in lazy:
+                _fitted(raw, lazy[name], name, path, method, recipe)
             method.ctx.restore({name: raw}, source=str(path))
             continue
-        state = fit_reference_state(raw, net)
-        problems = state_differences(net.state_dict(), state, network="the recipe's network")
-        if problems:
-            section = method.ctx.sections.get(name)
-            raise CheckpointError(
-                f"{path}: does not fit network {name} as {recipe.source} builds it "
-                f"({_built_as(name, section, recipe)}): {problems}. {_hint(method, section, raw, recipe, str(path))}"
-            )
-        net.load_state_dict(state, strict=True)
+        net.load_state_dict(_fitted(raw, net, name, path, method, recipe), strict=True)
+
+
+def _fitted(raw: Mapping[str, Tensor], net, name: str, path: Path, method, recipe: Recipe) -> dict[str, Tensor]:
+    """``raw`` made loadable into ``net``, or a CheckpointError naming every difference."""
+    state = fit_reference_state(raw, net)
+    problems = state_differences(net.state_dict(), state, network="the recipe's network")
+    if problems:
+        section = method.ctx.sections.get(name)
+        raise CheckpointError(
+            f"{path}: does not fit network {name} as {recipe.source} builds it "
+            f"({_built_as(name, section, recipe)}): {problems}. {_hint(method, section, raw, recipe, str(path))}"
+        )
+    return state
+
+
+def _lazy_networks(method, recipe: Recipe) -> dict[str, Any]:
+    """The networks a method creates from its first batch, built on the meta device (shapes
+    only) with a batch of the recipe's size; empty if the method cannot run on meta (those are
+    then checked when they are created)."""
+    from ganzoo.dryrun import meta_method
+
+    try:
+        meta, _ = meta_method(recipe, method.ctx.registry)
+    except Exception:  # noqa: BLE001 - a method that cannot run on meta is checked at its first step
+        return {}
+    return {k: v for k, v in meta.networks.items() if k not in method.networks}
 
 
 def _built_as(name: str, section: str | None, recipe: Recipe) -> str:

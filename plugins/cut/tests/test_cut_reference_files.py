@@ -117,5 +117,7 @@ def test_init_from_says_which_file_does_not_fit(reference_dir, unaligned_root, t
     result = CliRunner().invoke(cli, ["run", str(recipe), "--out", str(tmp_path / "run"), "--steps", "1",
                                       "--init-from", str(reference_dir)])
     assert result.exit_code == 2, result.output
-    # F is made from the first batch, so its file is checked then (G and D before the run starts)
-    assert "network 'F'" in result.output and "mlp_0.0.weight is (16, 3) in the file" in result.output
+    # F is made from the first batch; its file is checked against a meta build before the run starts
+    assert "latest_net_F.pth: does not fit network F" in result.output
+    assert "mlp_0.0.weight is (16, 3) in the file, (32, 3) in the recipe's network" in result.output
+    assert not (tmp_path / "run").exists()
