@@ -61,6 +61,13 @@ def write_atomically(target: Path, image: torch.Tensor, bits: int) -> None:
         raise
 
 
+def check_options(*, compile: bool, tile: int) -> None:
+    """Refuse ``compile`` with ``tile``: tiles hook the network's instance norms, which a
+    compiled graph would not see."""
+    if compile and tile:
+        raise GanzooError("--compile works on whole images; with --tile, translate without --compile.")
+
+
 def translate_images(net: nn.Module, pairs: list[tuple[Path, Path]], *, channels: int, device: torch.device,
                      batch_size: int = 8, precision: str = "fp32", tile: int = 0, overlap: int = 64,
                      preserve_depth: bool = True, compile: bool = False, progress=None) -> int:
@@ -70,14 +77,13 @@ def translate_images(net: nn.Module, pairs: list[tuple[Path, Path]], *, channels
     every image is translated in overlapping tiles of that side (:mod:`ganzoo.tiling`), so the
     memory depends on the tile, not the image. Without it, an image that would not fit in free
     memory is refused with a suggested tile before it is translated. ``progress(n)`` is called
-    as images are written. ``compile`` runs ``net`` compiled by torch.compile (whole images only:
-    tiles hook the network's instance norms, which a compiled graph would not see).
+    as images are written. ``compile`` runs ``net`` compiled by torch.compile (whole images only,
+    see :func:`check_options`).
     """
     from ganzoo.data.images import read_image
     from ganzoo.tiling import check_fits, translate_tiled
 
-    if compile and tile:
-        raise GanzooError("--compile works on whole images; with --tile, translate without --compile.")
+    check_options(compile=compile, tile=tile)
     forward = compile_generator(net, device) if compile else net
     dtype = _DTYPES[precision]
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

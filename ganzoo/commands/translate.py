@@ -57,10 +57,9 @@ def translate_command(checkpoint: Path, input_: Path, output: Path, direction: s
     from ganzoo.build import compile_failure, resolve_device, root_cause
     from ganzoo.data.images import list_images
     from ganzoo.inference import load_generator
-    from ganzoo.translate import plan_outputs, translate_images
+    from ganzoo.translate import check_options, plan_outputs, translate_images
 
-    if compile_ and tile:
-        raise GanzooError("--compile works on whole images; with --tile, translate without --compile.")
+    check_options(compile=compile_, tile=tile)  # before the network is loaded
     _, registry = _registry()
     dev = resolve_device(device, "--device")
     if checkpoint.suffix in (".pth", ".pt"):  # a file of the reference implementation
